@@ -1,0 +1,80 @@
+// Package abi holds the numbers of the xfaas WebAssembly ABI that the host
+// runtime and every SDK must agree on: the host module name, the import and
+// export names, state modes, input argument indices, log levels and the
+// negative status codes that host calls return.
+//
+// The table of imports is the public contract of DESIGN.md ("WebAssembly ABI");
+// sdk/c/xfaas.h is the reference header for guest authors and repeats these
+// values. Changing a value here is a breaking change for every deployed module.
+package abi
+
+// HostModule is the import module name of every xfaas host call.
+const HostModule = "xfaas"
+
+// Import and export names.
+const (
+	ReadInput   = "read_input"
+	SetOutput   = "set_output"
+	ReadState   = "read_state"
+	WriteState  = "write_state"
+	DeleteState = "delete_state"
+	Log         = "log"
+
+	// Handle is the function every module exports: handle() -> i32, where 0
+	// is success and anything else a function error.
+	Handle = "handle"
+)
+
+// State modes, the last argument of read_state, write_state and delete_state.
+const (
+	// ModeCausal (0): each operation on a key is atomic; one request's
+	// operations apply in program order; concurrent requests interleave per
+	// operation.
+	ModeCausal = 0
+	// ModeLinearizable (1): read_state opens a critical section on the key,
+	// the matching write_state or delete_state commits and closes it.
+	ModeLinearizable = 1
+)
+
+// Input arguments of read_input.
+const (
+	InputBody     = 0 // the request body
+	InputSession  = 1 // the session id (hex pseudonym, never the label)
+	InputFunction = 2 // the function name
+)
+
+// Log levels of the log host call.
+const (
+	LevelDebug = 0
+	LevelInfo  = 1
+	LevelWarn  = 2
+	LevelError = 3
+)
+
+// Status codes returned by host calls. Non-negative values are successes
+// (lengths for reads); every negative value is one of these.
+const (
+	OK = 0
+	// ErrAbsent: the key (or input argument) does not exist.
+	ErrAbsent = -1
+	// ErrConflict: an optimistic commit found the key moved since its
+	// read_state(k, 1); the section is closed, nothing was written.
+	ErrConflict = -2
+	// ErrDeadlock: waiting for the key's lock would deadlock; every open
+	// section of the request was aborted and its locks released.
+	ErrDeadlock = -3
+	// ErrLockTimeout: the lock wait exceeded its bound; every open section
+	// of the request was aborted and its locks released.
+	ErrLockTimeout = -4
+	// ErrKeyTooLarge: the key exceeds the platform's key size limit.
+	ErrKeyTooLarge = -5
+	// ErrValueTooLarge: the value (or output) exceeds its size limit.
+	ErrValueTooLarge = -6
+	// ErrInvalid: a bad mode, pointer or length.
+	ErrInvalid = -7
+	// ErrUnavailable: the session state cannot be reached (a secondary lost
+	// its primary).
+	ErrUnavailable = -8
+	// ErrStateFull: the session's total state size limit was reached.
+	ErrStateFull = -9
+)
