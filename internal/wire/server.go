@@ -1,0 +1,121 @@
+package wire
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+)
+
+// Handler serves the requests of a connection. ServeWire runs in its own
+// goroutine per request, except requests marked inline (SyncClient.Call),
+// which run on the connection's reader goroutine: they must not block for
+// long, since the peer hanging up goes unnoticed until they return. ctx is cancelled
+// when the connection ends. For a one-way message the result is dropped.
+type Handler interface {
+	ServeWire(ctx context.Context, conn *Conn, method uint8, payload []byte) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, conn *Conn, method uint8, payload []byte) ([]byte, error)
+
+// ServeWire calls f.
+func (f HandlerFunc) ServeWire(ctx context.Context, conn *Conn, method uint8, payload []byte) ([]byte, error) {
+	return f(ctx, conn, method, payload)
+}
+
+// Conn is the server side of a connection. Handlers keep per-connection
+// state in it (the state transactions of a secondary, say) and register
+// what must happen when it ends.
+type Conn struct {
+	nc  net.Conn
+	wmu sync.Mutex
+
+	mu      sync.Mutex
+	values  map[any]any
+	closers []func()
+}
+
+// Value returns the per-connection value stored under key.
+func (c *Conn) Value(key any) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.values[key]
+}
+
+// SetValue stores a per-connection value.
+func (c *Conn) SetValue(key, val any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.values == nil {
+		c.values = make(map[any]any)
+	}
+	c.values[key] = val
+}
+
+// OnClose registers fn to run once the connection has ended and every
+// request handler of it has returned.
+func (c *Conn) OnClose(fn func()) {
+	c.mu.Lock()
+	c.closers = append(c.closers, fn)
+	c.mu.Unlock()
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// ServeConn serves nc, whose preface has been read, until it ends or ctx is
+// done. It returns after every handler has returned and every OnClose
+// function has run.
+func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &Conn{nc: nc}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	var handlers sync.WaitGroup
+	r := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		hdr, payload, err := readFrame(r)
+		if err != nil || hdr.kind == kindResponse {
+			break
+		}
+		if hdr.kind == kindRequest && hdr.status&flagInline != 0 {
+			resp, err := h.ServeWire(ctx, c, hdr.method, payload)
+			c.respond(hdr, resp, err)
+			continue
+		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			resp, err := h.ServeWire(ctx, c, hdr.method, payload)
+			if hdr.kind == kindOneWay {
+				return
+			}
+			c.respond(hdr, resp, err)
+		}()
+	}
+	nc.Close()
+	cancel()
+	handlers.Wait()
+	c.mu.Lock()
+	closers := c.closers
+	c.closers = nil
+	c.mu.Unlock()
+	for _, fn := range closers {
+		fn()
+	}
+}
+
+func (c *Conn) respond(req header, resp []byte, err error) {
+	h := header{kind: kindResponse, method: req.method, id: req.id, status: statusOK}
+	if err != nil {
+		h.status, resp = statusError, encodeError(err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if werr := writeFrame(c.nc, h, resp); werr != nil && err == nil {
+		// The response itself was refused (too large): say so instead.
+		h.status = statusError
+		_ = writeFrame(c.nc, h, encodeError(werr))
+	}
+}
