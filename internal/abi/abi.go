@@ -25,6 +25,20 @@ const (
 	Handle = "handle"
 )
 
+// Signature is the shape of a host import: how many i32 parameters and
+// results it has (every xfaas import takes and returns only i32).
+type Signature struct{ Params, Results int }
+
+// Imports are the host functions of module xfaas and their signatures.
+var Imports = map[string]Signature{
+	ReadInput:   {3, 1},
+	SetOutput:   {2, 1},
+	ReadState:   {5, 1},
+	WriteState:  {5, 1},
+	DeleteState: {3, 1},
+	Log:         {3, 0},
+}
+
 // State modes, the last argument of read_state, write_state and delete_state.
 const (
 	// ModeCausal (0): each operation on a key is atomic; one request's

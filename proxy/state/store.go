@@ -270,3 +270,29 @@ var (
 	ErrStateFull     = errors.New("session state full")
 	ErrUnavailable   = errors.New("session state unavailable")
 )
+
+// Range calls fn for every present key until fn returns false. Each value
+// is read atomically; the walk as a whole is not a snapshot when writes run
+// concurrently.
+func (s *Store) Range(fn func(key string, val []byte) bool) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		type kv struct {
+			k string
+			v []byte
+		}
+		items := make([]kv, 0, len(sh.m))
+		for k, e := range sh.m {
+			if e.present {
+				items = append(items, kv{k, e.val})
+			}
+		}
+		sh.mu.RUnlock()
+		for _, it := range items {
+			if !fn(it.k, it.v) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/xfaas/xfaas/internal/wire"
+)
+
+// Client is a handle on one container: what the control plane uses to bind
+// and invoke it. Calls are multiplexed on one connection; it is safe for
+// concurrent use.
+type Client struct {
+	wc *wire.Client
+}
+
+// Dial connects to the container at addr.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	wc, err := wire.NewClient(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{wc: wc}, nil
+}
+
+// Addr is the container's address.
+func (c *Client) Addr() string { return c.wc.Addr() }
+
+// Done is closed when the connection to the container ends.
+func (c *Client) Done() <-chan struct{} { return c.wc.Done() }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.wc.Close() }
+
+// Invoke runs one request. The container stops the request when ctx's
+// deadline passes, even if this side has gone.
+func (c *Client) Invoke(ctx context.Context, input []byte) ([]byte, error) {
+	var timeout time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = time.Until(deadline)
+	}
+	return c.wc.Call(ctx, methodInvoke, encodeInvoke(input, timeout))
+}
+
+// Bind binds a pool container to a session.
+func (c *Client) Bind(ctx context.Context, b Binding) error {
+	p, err := b.encode()
+	if err != nil {
+		return err
+	}
+	_, err = c.wc.Call(ctx, methodBind, p)
+	return err
+}
+
+// Status asks the container for its status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	p, err := c.wc.Call(ctx, methodStatus, nil)
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(p, &s)
+}
+
+// Serve serves the container's wire protocol and HTTP endpoints on ln until
+// ctx is done. Shutdown is graceful: the container refuses new requests,
+// lets running ones finish within grace, closes, and only then are the
+// connections closed.
+func (c *Container) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	serveCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	closed := make(chan error, 1)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-serveCtx.Done(): // the listener failed
+		}
+		closeCtx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		closed <- c.Close(closeCtx)
+		stop()
+	}()
+	err := wire.Serve(serveCtx, ln, c, c.HTTPHandler())
+	stop()
+	return errors.Join(err, <-closed)
+}

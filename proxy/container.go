@@ -1,0 +1,311 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/wire"
+	"github.com/xfaas/xfaas/proxy/state"
+)
+
+// Options configure a Container.
+type Options struct {
+	// ID names the container; the default is "c-" and 12 random hex digits.
+	ID string
+	// Node names the node the container runs on, for status and logs.
+	Node string
+	// CacheDir holds the compilation cache shared by the node's containers.
+	CacheDir string
+	// Limits places workers in CPU-limited cgroups; nil runs them unlimited.
+	Limits Limits
+	// MaxQueue and IdleTimeout tune the worker pool (see PoolOptions).
+	MaxQueue    int
+	IdleTimeout time.Duration
+	// State tunes the primary's store (key, value and total size limits).
+	// Its Scheme is taken from the function config.
+	State  state.Options
+	Logger hclog.Logger
+}
+
+// Limits creates the per-worker cgroups of a bound container.
+type Limits interface {
+	// Workers prepares n worker slots with a CPU quota each and returns
+	// the placer that moves a worker thread into slot i.
+	Workers(n int, cpuMillicores int) (ThreadPlacer, error)
+	// Status says whether limits are enforced, and if not, why.
+	Status() LimitStatus
+	// Close removes what Workers created.
+	Close() error
+}
+
+// LimitStatus is how a container's workers are limited.
+type LimitStatus struct {
+	Enforced bool   `json:"enforced"`
+	Reason   string `json:"reason,omitempty"`
+	Cgroup   string `json:"cgroup,omitempty"`
+}
+
+// Container is one session container: an unbound pool container until Bind,
+// then the primary or a secondary of one session namespace, for the rest of
+// its life (a container never serves a second session).
+type Container struct {
+	opts    Options
+	log     hclog.Logger
+	started time.Time
+	metrics *prometheus.Registry
+
+	mu     sync.Mutex
+	b      *bound
+	closed bool
+}
+
+// bound is what Bind sets up.
+type bound struct {
+	Binding
+	engine  *Engine
+	module  *Module
+	pool    *Pool
+	store   *state.Store // primary only
+	remotes remoteSet    // secondary only: the workers' connections to the primary
+	m       *invokeMetrics
+	limits  LimitStatus
+}
+
+// New returns an unbound container.
+func New(opts Options) *Container {
+	if opts.ID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		opts.ID = "c-" + hex.EncodeToString(b[:])
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Container{opts: opts, log: opts.Logger.With("container", opts.ID), started: time.Now(), metrics: reg}
+}
+
+// ID is the container's id.
+func (c *Container) ID() string { return c.opts.ID }
+
+// Bind makes the container a session container. It compiles the module
+// (a compilation-cache hit when the node has seen it), starts the worker
+// pool, and for a primary creates the empty session state.
+func (c *Container) Bind(ctx context.Context, b Binding) error {
+	if err := checkBinding(&b); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errShuttingDown
+	}
+	if c.b != nil {
+		return apierror.New(apierror.Conflict, "container %s is already bound to a session", c.opts.ID)
+	}
+	nb, err := c.setUp(ctx, b)
+	if err != nil {
+		return err
+	}
+	c.b = nb
+	c.log.Info("bound", "function", b.Function, "session", b.Session, "role", b.Role,
+		"compile_ms", nb.module.CompileTime.Milliseconds(), "limits_enforced", nb.limits.Enforced)
+	return nil
+}
+
+func checkBinding(b *Binding) error {
+	switch {
+	case b.Function == "" || b.Session == "":
+		return apierror.New(apierror.BadRequest, "binding needs a function and a session")
+	case b.Role != RolePrimary && b.Role != RoleSecondary:
+		return apierror.New(apierror.BadRequest, "binding role must be primary or secondary, not %q", b.Role)
+	case b.Role == RoleSecondary && b.Primary == "":
+		return apierror.New(apierror.BadRequest, "a secondary needs its primary's address")
+	case b.Digest != "" && Digest(b.Module) != b.Digest:
+		return apierror.New(apierror.BadRequest, "module digest mismatch: got %s, want %s", Digest(b.Module), b.Digest)
+	}
+	return b.Config.Validate()
+}
+
+func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) {
+	nb := &bound{Binding: b}
+	defer func() {
+		if err != nil {
+			nb.close(context.Background())
+		}
+	}()
+	nb.Module = nil // the compiled form is kept, not the bytes
+	if nb.engine, err = NewEngine(ctx, EngineOptions{CacheDir: c.opts.CacheDir, MemoryLimitMB: b.Config.WorkerMemoryMB}); err != nil {
+		return nil, err
+	}
+	if nb.module, err = nb.engine.Compile(ctx, b.Module); err != nil {
+		return nil, err
+	}
+	newAccessor, err := nb.accessors(c.opts.State)
+	if err != nil {
+		return nil, err
+	}
+	placer, err := c.placer(nb)
+	if err != nil {
+		return nil, err
+	}
+	nb.pool, err = NewPool(nb.engine, nb.module, PoolOptions{
+		Function: b.Function, Session: b.Session,
+		MaxWorkers: b.Config.MaxWorkers, MaxQueue: c.opts.MaxQueue, IdleTimeout: c.opts.IdleTimeout,
+		Timeout: b.Config.Timeout(), NewAccessor: newAccessor, Placer: placer, Logger: c.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	nb.m = registerMetrics(c.metrics, c.opts.ID, nb)
+	return nb, nil
+}
+
+// accessors returns how each new worker reaches the state.
+func (nb *bound) accessors(opts state.Options) (func() Accessor, error) {
+	scheme, err := state.ParseScheme(nb.Config.Lock)
+	if err != nil {
+		return nil, apierror.New(apierror.BadRequest, "%v", err)
+	}
+	if nb.Role == RoleSecondary {
+		return func() Accessor { return nb.remotes.add(nb.Primary, scheme == state.Pessimistic) }, nil
+	}
+	opts.Scheme = scheme
+	nb.store = state.New(opts)
+	return func() Accessor { return nb.store.NewTxn() }, nil
+}
+
+// placer prepares the worker cgroups, or says once why there are none.
+func (c *Container) placer(nb *bound) (ThreadPlacer, error) {
+	if c.opts.Limits == nil {
+		nb.limits = LimitStatus{Reason: "cgroup limits disabled"}
+		return nil, nil
+	}
+	if nb.limits = c.opts.Limits.Status(); !nb.limits.Enforced {
+		c.log.Warn("workers run without CPU limits", "reason", nb.limits.Reason)
+		return nil, nil
+	}
+	p, err := c.opts.Limits.Workers(nb.Config.MaxWorkers, nb.Config.WorkerCPUMillicores)
+	if err != nil {
+		return nil, fmt.Errorf("create worker cgroups: %w", err)
+	}
+	return p, nil
+}
+
+// Invoke runs one request of the bound session.
+func (c *Container) Invoke(ctx context.Context, input []byte) ([]byte, error) {
+	b := c.bound()
+	if b == nil {
+		return nil, apierror.New(apierror.Unavailable, "container %s is not bound to a session", c.opts.ID)
+	}
+	start := time.Now()
+	out, err := b.pool.Invoke(ctx, input)
+	b.m.observe(start, err)
+	return out, err
+}
+
+func (c *Container) bound() *bound {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.b
+}
+
+// Close stops the container: queued requests fail, running ones may finish
+// until ctx is done, then the workers, the runtime and the worker cgroups
+// go. Close is idempotent.
+func (c *Container) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	b := c.b
+	c.mu.Unlock()
+	var errs []error
+	if b != nil {
+		errs = append(errs, b.close(ctx))
+	}
+	if c.opts.Limits != nil {
+		errs = append(errs, c.opts.Limits.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (nb *bound) close(ctx context.Context) error {
+	var errs []error
+	if nb.pool != nil {
+		errs = append(errs, nb.pool.Close(ctx))
+	}
+	nb.remotes.closeAll()
+	if nb.engine != nil {
+		errs = append(errs, nb.engine.Close(context.Background()))
+	}
+	return errors.Join(errs...)
+}
+
+// remoteSet tracks a secondary's connections to its primary, to close them.
+type remoteSet struct {
+	mu  sync.Mutex
+	all []*remoteState
+}
+
+func (s *remoteSet) add(primary string, pessimistic bool) *remoteState {
+	r := &remoteState{primary: primary, pessimistic: pessimistic}
+	s.mu.Lock()
+	s.all = append(s.all, r)
+	s.mu.Unlock()
+	return r
+}
+
+func (s *remoteSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.all {
+		r.close()
+	}
+	s.all = nil
+}
+
+// ServeWire serves the container's wire protocol.
+func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8, payload []byte) ([]byte, error) {
+	switch method {
+	case methodInvoke:
+		input, timeout, err := decodeInvoke(payload)
+		if err != nil {
+			return nil, apierror.New(apierror.BadRequest, "%v", err)
+		}
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		return c.Invoke(ctx, input)
+	case methodBind:
+		b, err := decodeBinding(payload)
+		if err != nil {
+			return nil, apierror.New(apierror.BadRequest, "%v", err)
+		}
+		return nil, c.Bind(ctx, b)
+	case methodStatus:
+		return encodeJSON(c.Status())
+	case methodStateGet, methodStatePut, methodStateDelete, methodStateEnd:
+		b := c.bound()
+		if b == nil || b.store == nil {
+			return nil, apierror.New(apierror.Unavailable, "container %s holds no session state", c.opts.ID)
+		}
+		return serveState(ctx, b.store, conn, method, payload)
+	}
+	return nil, apierror.New(apierror.BadRequest, "unknown method %d", method)
+}

@@ -1,0 +1,466 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/xfaas/xfaas/internal/abi"
+	"github.com/xfaas/xfaas/internal/apierror"
+)
+
+// ThreadPlacer puts a worker thread into the cgroup of worker slot i, whose
+// CPU quota is the function's worker_cpu_millicores. See RATIONALE.md,
+// "Workers and cgroups".
+type ThreadPlacer interface {
+	PlaceThread(slot, tid int) error
+}
+
+// PoolOptions configure a Pool.
+type PoolOptions struct {
+	// Function and Session attribute the pool's logs and fill read_input.
+	Function, Session string
+	// MaxWorkers bounds the live workers (max_workers). The default is 10.
+	MaxWorkers int
+	// MaxQueue bounds the requests waiting for a worker; past it a request
+	// is Overloaded at once. The default is 4 × MaxWorkers.
+	MaxQueue int
+	// IdleTimeout is how long a warm worker may stay idle before it is
+	// closed; one warm worker is always kept. The default is 60 s.
+	IdleTimeout time.Duration
+	// Timeout bounds one request, its queueing included (timeout_ms).
+	// The default is 30 s.
+	Timeout time.Duration
+	// MaxInput and MaxOutput bound the request and response bodies. The
+	// defaults are 6 MiB.
+	MaxInput, MaxOutput int
+	// NewAccessor returns a worker's handle on the session state.
+	NewAccessor func() Accessor
+	// Placer, when set, runs each worker on its own OS thread placed in a
+	// CPU-limited cgroup. When nil, workers run unlimited on the caller's
+	// goroutine.
+	Placer ThreadPlacer
+	Logger hclog.Logger
+}
+
+func (o *PoolOptions) fill() error {
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = 10
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 4 * o.MaxWorkers
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = time.Minute
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.MaxInput <= 0 {
+		o.MaxInput = 6 << 20
+	}
+	if o.MaxOutput <= 0 {
+		o.MaxOutput = 6 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.NewAccessor == nil {
+		return errors.New("pool needs a state accessor")
+	}
+	return nil
+}
+
+// Pool runs a module's workers: a request takes an idle worker, else forks
+// a new one while below MaxWorkers, else waits in a bounded queue. Warm
+// workers are reused (most recently used first) and trimmed when idle; a
+// worker that trapped or timed out is discarded, never reused.
+type Pool struct {
+	engine *Engine
+	module *Module
+	opts   PoolOptions
+	log    hclog.Logger
+
+	mu     sync.Mutex
+	idle   []*worker // LIFO: the warmest worker is last
+	live   int       // idle + busy + being forked; always MaxWorkers - len(free)
+	free   []*slot   // slots without a worker (nil entries when unlimited)
+	queue  []*waiter // FIFO, including waiters that gave up (gone)
+	queued int       // waiters in queue that are neither gone nor granted
+	closed bool
+
+	stats   poolCounters
+	stop    chan struct{}
+	stopped sync.WaitGroup
+}
+
+// waiter is a request queued for a worker. Its fields are guarded by
+// Pool.mu; ch has room for the one grant it can get, and is closed instead
+// when the pool shuts down.
+type waiter struct {
+	ch      chan grant
+	gone    bool // gave up before a grant
+	granted bool // got a grant or was closed
+}
+
+// grant hands a queued request either an idle worker or a reserved place
+// (live already counts it) with its slot, to fork a worker on.
+type grant struct {
+	w  *worker
+	sl *slot
+}
+
+type poolCounters struct {
+	forks, discards, trims, overloads, requests atomic.Uint64
+	forkNanos                                   atomic.Uint64
+	inflight                                    atomic.Int64
+}
+
+// NewPool starts a pool of workers for m. With a Placer it starts
+// MaxWorkers slot threads first and fails if any cannot be placed.
+func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	p := &Pool{engine: e, module: m, opts: opts, log: opts.Logger, stop: make(chan struct{})}
+	p.free = make([]*slot, opts.MaxWorkers)
+	if opts.Placer != nil {
+		for i := range p.free {
+			sl, err := startSlot(i, opts.Placer)
+			if err != nil {
+				p.stopSlots()
+				return nil, fmt.Errorf("start worker slot %d: %w", i, err)
+			}
+			p.free[i] = sl
+		}
+	}
+	p.stopped.Add(1)
+	go p.trimLoop()
+	return p, nil
+}
+
+// Invoke runs one request on a worker and returns its output. Errors are
+// *apierror.Error values of the kinds in DESIGN.md.
+func (p *Pool) Invoke(ctx context.Context, input []byte) ([]byte, error) {
+	if len(input) > p.opts.MaxInput {
+		return nil, apierror.New(apierror.TooLarge, "input of %d bytes exceeds the %d byte limit", len(input), p.opts.MaxInput)
+	}
+	p.stats.requests.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	w, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.stats.inflight.Add(1)
+	out, healthy, err := w.invoke(ctx, input)
+	p.stats.inflight.Add(-1)
+	p.release(w, healthy)
+	return out, err
+}
+
+// acquire returns an idle worker, forks one, or waits for one.
+func (p *Pool) acquire(ctx context.Context) (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errShuttingDown
+	}
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return w, nil
+	}
+	if p.live < p.opts.MaxWorkers {
+		sl := p.takeSlotLocked()
+		p.mu.Unlock()
+		return p.fork(ctx, sl)
+	}
+	if p.queued >= p.opts.MaxQueue {
+		p.mu.Unlock()
+		p.stats.overloads.Add(1)
+		return nil, &apierror.Error{Kind: apierror.Overloaded, RetryAfter: 1,
+			Message: fmt.Sprintf("all %d workers are busy and %d requests are queued", p.opts.MaxWorkers, p.opts.MaxQueue)}
+	}
+	wt := &waiter{ch: make(chan grant, 1)}
+	p.queue = append(p.queue, wt)
+	p.queued++
+	p.mu.Unlock()
+	return p.wait(ctx, wt)
+}
+
+// wait blocks until wt is granted a worker or a place, the pool closes, or
+// ctx is done.
+func (p *Pool) wait(ctx context.Context, wt *waiter) (*worker, error) {
+	select {
+	case g, ok := <-wt.ch:
+		if !ok {
+			return nil, errShuttingDown
+		}
+		return p.granted(ctx, g)
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	if !wt.granted {
+		wt.gone = true
+		p.queued--
+		p.mu.Unlock()
+		return nil, queueTimeout(ctx)
+	}
+	p.mu.Unlock()
+	// A grant raced with the deadline: pass it on rather than lose it.
+	if g, ok := <-wt.ch; ok {
+		p.pass(g)
+	}
+	return nil, queueTimeout(ctx)
+}
+
+var errShuttingDown = apierror.New(apierror.Unavailable, "the container is shutting down")
+
+func queueTimeout(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return apierror.New(apierror.Timeout, "no worker became free before the deadline")
+	}
+	return apierror.New(apierror.Unavailable, "request cancelled while queued")
+}
+
+func (p *Pool) granted(ctx context.Context, g grant) (*worker, error) {
+	if g.w != nil {
+		return g.w, nil
+	}
+	return p.fork(ctx, g.sl)
+}
+
+// pass returns an unused grant: a worker goes back, a place is freed.
+func (p *Pool) pass(g grant) {
+	if g.w != nil {
+		p.release(g.w, true)
+		return
+	}
+	p.mu.Lock()
+	p.freeSlotLocked(g.sl)
+	p.mu.Unlock()
+}
+
+// takeSlotLocked reserves a live worker's place and its slot.
+func (p *Pool) takeSlotLocked() *slot {
+	p.live++
+	n := len(p.free) - 1
+	sl := p.free[n]
+	p.free = p.free[:n]
+	return sl
+}
+
+// freeSlotLocked gives back a place and its slot, and offers the place to
+// the longest-waiting request.
+func (p *Pool) freeSlotLocked(sl *slot) {
+	p.live--
+	p.free = append(p.free, sl)
+	p.handOffLocked(nil)
+}
+
+// fork instantiates a worker on sl (Fork in the paper's terms).
+func (p *Pool) fork(ctx context.Context, sl *slot) (*worker, error) {
+	start := time.Now()
+	w, err := p.newWorker(ctx, sl)
+	if err != nil {
+		p.mu.Lock()
+		p.freeSlotLocked(sl)
+		p.mu.Unlock()
+		return nil, err
+	}
+	p.stats.forks.Add(1)
+	p.stats.forkNanos.Add(uint64(time.Since(start)))
+	return w, nil
+}
+
+// release returns w to the pool, or discards it when it is unhealthy.
+func (p *Pool) release(w *worker, healthy bool) {
+	w.lastUsed = time.Now()
+	p.mu.Lock()
+	if !healthy || p.closed {
+		p.stats.discards.Add(1)
+		p.freeSlotLocked(w.slot)
+		p.mu.Unlock()
+		w.close()
+		return
+	}
+	if !p.handOffLocked(w) {
+		p.idle = append(p.idle, w)
+	}
+	p.mu.Unlock()
+}
+
+// handOffLocked gives w, or with w nil a free place, to the longest-waiting
+// request. It reports whether it did.
+func (p *Pool) handOffLocked(w *worker) bool {
+	if p.closed || (w == nil && p.live >= p.opts.MaxWorkers) {
+		return false
+	}
+	for len(p.queue) > 0 {
+		wt := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		if wt.gone {
+			continue
+		}
+		g := grant{w: w}
+		if w == nil {
+			g.sl = p.takeSlotLocked()
+		}
+		wt.granted = true
+		p.queued--
+		wt.ch <- g
+		return true
+	}
+	return false
+}
+
+// trimLoop closes workers idle for longer than IdleTimeout, keeping one.
+func (p *Pool) trimLoop() {
+	defer p.stopped.Done()
+	tick := time.NewTicker(max(p.opts.IdleTimeout/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+			for _, w := range p.trimmable() {
+				w.close()
+			}
+		}
+	}
+}
+
+func (p *Pool) trimmable() []*worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cutoff := time.Now().Add(-p.opts.IdleTimeout)
+	var out []*worker
+	// idle is LIFO: the coldest workers are first. Keep the warmest one.
+	for len(p.idle) > 1 && p.idle[0].lastUsed.Before(cutoff) {
+		w := p.idle[0]
+		p.idle = p.idle[1:]
+		p.live--
+		p.free = append(p.free, w.slot)
+		p.stats.trims.Add(1) // nobody can be queued while a worker is idle
+		out = append(out, w)
+	}
+	return out
+}
+
+// Close stops the pool: queued requests fail, idle workers close at once,
+// busy ones when their request returns. It waits for busy workers until ctx
+// is done.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.free = append(p.free, slotsOf(idle)...)
+	for _, wt := range p.queue {
+		if !wt.gone && !wt.granted {
+			wt.granted = true
+			close(wt.ch)
+		}
+	}
+	p.queue, p.queued = nil, 0
+	p.mu.Unlock()
+	close(p.stop)
+	p.stopped.Wait()
+	for _, w := range idle {
+		w.close()
+	}
+	for {
+		p.mu.Lock()
+		live := p.live
+		p.mu.Unlock()
+		if live == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d workers still busy: %w", live, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	p.stopSlots()
+	return nil
+}
+
+func slotsOf(ws []*worker) []*slot {
+	out := make([]*slot, len(ws))
+	for i, w := range ws {
+		out[i] = w.slot
+	}
+	return out
+}
+
+func (p *Pool) stopSlots() {
+	for _, sl := range p.free {
+		if sl != nil {
+			close(sl.jobs)
+		}
+	}
+}
+
+func (p *Pool) guestLogf(level int32, msg []byte) {
+	args := []any{"function", p.opts.Function, "session", p.opts.Session, "msg", string(msg)}
+	switch level {
+	case abi.LevelDebug:
+		p.log.Debug("guest", args...)
+	case abi.LevelWarn:
+		p.log.Warn("guest", args...)
+	case abi.LevelError:
+		p.log.Error("guest", args...)
+	default:
+		p.log.Info("guest", args...)
+	}
+}
+
+// slot is where a worker runs when CPU limits are enforced: a goroutine
+// locked to an OS thread that sits in slot i's cgroup. Slots outlive
+// workers, so a Fork never pays for a thread or a cgroup write.
+type slot struct {
+	jobs chan func()
+	done chan struct{}
+}
+
+func startSlot(i int, placer ThreadPlacer) (*slot, error) {
+	sl := &slot{jobs: make(chan func()), done: make(chan struct{})}
+	ready := make(chan error)
+	go func() {
+		// Never unlocked: when the goroutine ends, its thread ends with it,
+		// and so does the thread's membership of the cgroup.
+		runtime.LockOSThread()
+		if err := placer.PlaceThread(i, unix.Gettid()); err != nil {
+			ready <- err
+			return
+		}
+		ready <- nil
+		for fn := range sl.jobs {
+			fn()
+			sl.done <- struct{}{}
+		}
+	}()
+	return sl, <-ready
+}
+
+func (s *slot) run(fn func()) {
+	s.jobs <- fn
+	<-s.done
+}

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/xfaas/xfaas/internal/abi"
+	"github.com/xfaas/xfaas/internal/wire"
+	"github.com/xfaas/xfaas/proxy/state"
+)
+
+// remoteState is a secondary worker's Accessor: every state operation goes
+// to the primary over the worker's own synchronous connection, with the
+// same semantics as a local *state.Txn (the primary runs one Txn per
+// connection). See RATIONALE.md, "Wire protocol".
+type remoteState struct {
+	primary string
+	// pessimistic: mode-1 operations may wait for a lock on the primary.
+	pessimistic bool
+	conn        *wire.SyncClient
+	// open: a mode-1 operation ran in this request, so End must reach the
+	// primary to close what may still be open.
+	open bool
+}
+
+var _ Accessor = (*remoteState)(nil)
+
+func (r *remoteState) Get(ctx context.Context, key []byte, mode int32) ([]byte, bool, error) {
+	code, val, err := r.call(ctx, methodStateGet, stateOp{mode: mode, key: key})
+	switch {
+	case err != nil:
+		return nil, false, err
+	case code == abi.ErrAbsent:
+		return nil, false, nil
+	case code < 0:
+		return nil, false, state.ErrorOf(code)
+	}
+	return val, true, nil
+}
+
+func (r *remoteState) Put(ctx context.Context, key, val []byte, mode int32) error {
+	code, _, err := r.call(ctx, methodStatePut, stateOp{mode: mode, key: key, val: val})
+	if err != nil {
+		return err
+	}
+	return state.ErrorOf(code)
+}
+
+func (r *remoteState) Delete(ctx context.Context, key []byte, mode int32) error {
+	code, _, err := r.call(ctx, methodStateDelete, stateOp{mode: mode, key: key})
+	if err != nil {
+		return err
+	}
+	return state.ErrorOf(code)
+}
+
+// End closes the request's sections on the primary. Only a request that ran
+// a mode-1 operation pays for the round trip.
+func (r *remoteState) End() {
+	if !r.open || r.conn == nil {
+		return
+	}
+	r.open = false
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.conn.Call(ctx, methodStateEnd, nil); err != nil {
+		// The connection is closed now; the primary ends its transaction
+		// when it sees the connection go.
+		r.conn = nil
+	}
+}
+
+func (r *remoteState) call(ctx context.Context, method uint8, op stateOp) (int32, []byte, error) {
+	if r.conn == nil {
+		conn, err := wire.DialSync(ctx, r.primary)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+		}
+		r.conn = conn
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		op.timeout = time.Until(deadline)
+	}
+	var reply []byte
+	var err error
+	if op.mode == abi.ModeLinearizable {
+		r.open = true
+	}
+	if op.mode == abi.ModeLinearizable && r.pessimistic {
+		reply, err = r.conn.CallMayBlock(ctx, method, op.encode())
+	} else {
+		reply, err = r.conn.Call(ctx, method, op.encode())
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.conn.Close()
+			r.conn = nil
+		}
+		return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+	}
+	code, val, err := decodeStateReply(reply)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+	}
+	return code, val, nil
+}
+
+func (r *remoteState) close() {
+	if r.conn != nil {
+		r.conn.Close()
+		r.conn = nil
+	}
+}
+
+// txnKey is the wire.Conn value holding a state connection's Txn.
+type txnKey struct{}
+
+// serveState runs a secondary's state operation on the primary's store.
+func serveState(ctx context.Context, st *state.Store, conn *wire.Conn, method uint8, payload []byte) ([]byte, error) {
+	txn, _ := conn.Value(txnKey{}).(*state.Txn)
+	if txn == nil {
+		txn = st.NewTxn()
+		conn.SetValue(txnKey{}, txn)
+		conn.OnClose(txn.End)
+	}
+	if method == methodStateEnd {
+		txn.End()
+		return nil, nil
+	}
+	op, err := decodeStateOp(payload)
+	if err != nil {
+		return nil, err
+	}
+	if op.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, op.timeout)
+		defer cancel()
+	}
+	switch method {
+	case methodStateGet:
+		val, ok, err := txn.Get(ctx, op.key, op.mode)
+		if err != nil {
+			return encodeStateReply(state.Code(err), nil), nil
+		}
+		if !ok {
+			return encodeStateReply(abi.ErrAbsent, nil), nil
+		}
+		return encodeStateReply(int32(len(val)), val), nil
+	case methodStatePut:
+		return encodeStateReply(state.Code(txn.Put(ctx, op.key, op.val, op.mode)), nil), nil
+	case methodStateDelete:
+		return encodeStateReply(state.Code(txn.Delete(ctx, op.key, op.mode)), nil), nil
+	}
+	return nil, fmt.Errorf("unknown state method %d", method)
+}

@@ -1,0 +1,89 @@
+package xfaas
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Errno is a negative status code returned by an xfaas host call. The
+// exported constants are the codes a function may want to branch on; compare
+// with errors.Is, since state operations wrap them in a *StateError.
+type Errno int32
+
+// Status codes of the xfaas ABI, with the values of sdk/c/xfaas.h.
+const (
+	// ErrConflict: an optimistic commit found the key changed since it was
+	// read; the critical section is closed and nothing was written.
+	ErrConflict Errno = -2
+	// ErrDeadlock: waiting for the key's lock would deadlock; every open
+	// critical section of the request was aborted and its locks released.
+	ErrDeadlock Errno = -3
+	// ErrLockTimeout: the lock wait exceeded its bound; every open critical
+	// section of the request was aborted and its locks released.
+	ErrLockTimeout Errno = -4
+	// ErrKeyTooLarge: the key exceeds the platform's key size limit.
+	ErrKeyTooLarge Errno = -5
+	// ErrValueTooLarge: the value (or output) exceeds its size limit.
+	ErrValueTooLarge Errno = -6
+	// ErrInvalid: a bad mode, pointer or length.
+	ErrInvalid Errno = -7
+	// ErrUnavailable: the session state cannot be reached (a secondary
+	// container lost its primary).
+	ErrUnavailable Errno = -8
+	// ErrStateFull: the session's total state size limit was reached.
+	ErrStateFull Errno = -9
+)
+
+// Error describes the status code.
+func (e Errno) Error() string {
+	switch e {
+	case statusAbsent:
+		return "absent"
+	case ErrConflict:
+		return "conflict"
+	case ErrDeadlock:
+		return "deadlock"
+	case ErrLockTimeout:
+		return "lock timeout"
+	case ErrKeyTooLarge:
+		return "key too large"
+	case ErrValueTooLarge:
+		return "value too large"
+	case ErrInvalid:
+		return "invalid argument"
+	case ErrUnavailable:
+		return "state unavailable"
+	case ErrStateFull:
+		return "state full"
+	}
+	return "status " + strconv.Itoa(int(e))
+}
+
+// A StateError records a failed state operation.
+type StateError struct {
+	Op   string // the host call: "read_state", "write_state" or "delete_state"
+	Key  string
+	Mode int   // 0 (causal) or 1 (linearizable)
+	Err  Errno // the status code the host returned
+}
+
+// Error reads like "xfaas: write_state("count", 1): conflict".
+func (e *StateError) Error() string {
+	return "xfaas: " + e.Op + "(" + strconv.Quote(e.Key) + ", " + strconv.Itoa(e.Mode) + "): " + e.Err.Error()
+}
+
+// Unwrap returns the status code, for errors.Is.
+func (e *StateError) Unwrap() error { return e.Err }
+
+// stateError wraps a negative status of a state operation.
+func stateError(op, key string, mode int, st int32) error {
+	return &StateError{Op: op, Key: key, Mode: mode, Err: Errno(st)}
+}
+
+// ErrSkip, returned by the function given to [State.Update], closes the
+// critical section without changing the key; Update then returns nil.
+var ErrSkip = errors.New("xfaas: skip update")
+
+// ErrDelete, returned by the function given to [State.Update], deletes the
+// key in the critical section (delete_state(key, 1)).
+var ErrDelete = errors.New("xfaas: delete key")

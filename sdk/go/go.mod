@@ -1,0 +1,3 @@
+module github.com/xfaas/xfaas/sdk/go
+
+go 1.24

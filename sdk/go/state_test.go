@@ -1,0 +1,294 @@
+//go:build !wasip1
+
+package xfaas_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	xfaas "github.com/xfaas/xfaas/sdk/go"
+	"github.com/xfaas/xfaas/sdk/go/xfaastest"
+)
+
+// run registers h and invokes it once with an empty body.
+func run(t *testing.T, h xfaas.HandlerFunc) ([]byte, error) {
+	t.Helper()
+	xfaas.Handle(h)
+	return xfaastest.Do(xfaastest.Request{})
+}
+
+// state runs f in a request and fails the test if the request fails.
+func state(t *testing.T, f func(st *xfaas.State) error) {
+	t.Helper()
+	_, err := run(t, func(req *xfaas.Request) ([]byte, error) { return nil, f(req.State()) })
+	if err != nil {
+		t.Fatalf("request failed: %v", err)
+	}
+}
+
+func TestGetSetDelete(t *testing.T) {
+	xfaastest.Reset()
+	state(t, func(st *xfaas.State) error {
+		if val, ok, err := st.Get("k"); val != nil || ok || err != nil {
+			t.Errorf("Get(absent) = %q, %v, %v; want nil, false, nil", val, ok, err)
+		}
+		if err := st.Set("k", []byte("v1")); err != nil {
+			t.Fatal(err)
+		}
+		if val, ok, err := st.Get("k"); string(val) != "v1" || !ok || err != nil {
+			t.Errorf("Get = %q, %v, %v; want v1, true, nil", val, ok, err)
+		}
+		if err := st.Set("empty", nil); err != nil {
+			t.Fatal(err)
+		}
+		if val, ok, err := st.Get("empty"); len(val) != 0 || !ok || err != nil {
+			t.Errorf("Get(empty value) = %q, %v, %v; want \"\", true, nil", val, ok, err)
+		}
+		if err := st.Delete("k"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Delete("k"); err != nil {
+			t.Errorf("Delete(absent) = %v; want nil", err)
+		}
+		if _, ok, _ := st.Get("k"); ok {
+			t.Error("k still present after Delete")
+		}
+		return nil
+	})
+}
+
+func TestGetValuesOfEverySize(t *testing.T) {
+	for _, size := range []int{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 4<<20 - 1} {
+		xfaastest.Reset()
+		want := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+		xfaastest.Set("k", want)
+		state(t, func(st *xfaas.State) error {
+			got, ok, err := st.Get("k")
+			if !bytes.Equal(got, want) || !ok || err != nil {
+				t.Errorf("Get(%d-byte value) = %d bytes, %v, %v", size, len(got), ok, err)
+			}
+			return st.Update("k", func(old []byte, ok bool) ([]byte, error) {
+				if !bytes.Equal(old, want) || !ok {
+					t.Errorf("Update(%d-byte value) saw %d bytes, %v", size, len(old), ok)
+				}
+				return append(old, '!'), nil
+			})
+		})
+		if got, _ := xfaastest.Get("k"); !bytes.Equal(got, append(want, '!')) {
+			t.Errorf("after Update of a %d-byte value: %d bytes", size, len(got))
+		}
+	}
+}
+
+// A read allocates its result and nothing else: the SDK reads into a
+// reusable buffer.
+func TestGetAllocatesOnlyTheResult(t *testing.T) {
+	xfaastest.Reset()
+	xfaastest.Set("k", []byte("small value"))
+	var st xfaas.State
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, _, err := st.Get("k"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 1 {
+		t.Errorf("Get allocates %v times; want 1", allocs)
+	}
+}
+
+func TestUpdateCreatesAndIncrements(t *testing.T) {
+	xfaastest.Reset()
+	for i := range 3 {
+		state(t, func(st *xfaas.State) error {
+			return st.Update("n", func(old []byte, ok bool) ([]byte, error) {
+				if ok != (i > 0) {
+					t.Errorf("update %d: ok = %v", i, ok)
+				}
+				return append(old, 'x'), nil
+			})
+		})
+	}
+	if got, _ := xfaastest.Get("n"); string(got) != "xxx" {
+		t.Errorf("n = %q; want xxx", got)
+	}
+}
+
+// conflicting returns an Update function that appends "+" to the value, and
+// makes the first n attempts conflict by changing the key behind its back.
+func conflicting(key string, n int, attempts *int) func([]byte, bool) ([]byte, error) {
+	return func(old []byte, _ bool) ([]byte, error) {
+		*attempts++
+		if *attempts <= n {
+			xfaastest.Set(key, []byte(strings.Repeat("c", *attempts)))
+		}
+		return append(old, '+'), nil
+	}
+}
+
+func TestUpdateRetriesConflicts(t *testing.T) {
+	xfaastest.Reset()
+	attempts := 0
+	state(t, func(st *xfaas.State) error { return st.Update("k", conflicting("k", 3, &attempts)) })
+	if attempts != 4 {
+		t.Errorf("attempts = %d; want 4 (3 conflicts, then a commit)", attempts)
+	}
+	if got, _ := xfaastest.Get("k"); string(got) != "ccc+" {
+		t.Errorf("k = %q; want ccc+ (built on the last concurrent write)", got)
+	}
+}
+
+func TestUpdateGivesUpAfterUpdateAttempts(t *testing.T) {
+	xfaastest.Reset()
+	attempts := 0
+	_, err := run(t, func(req *xfaas.Request) ([]byte, error) {
+		err := req.State().Update("k", conflicting("k", 1000, &attempts))
+		if !errors.Is(err, xfaas.ErrConflict) {
+			t.Errorf("Update = %v; want ErrConflict", err)
+		}
+		var se *xfaas.StateError
+		if !errors.As(err, &se) || se.Op != "write_state" || se.Key != "k" || se.Mode != 1 {
+			t.Errorf("Update = %#v; want a *StateError of write_state(k, 1)", err)
+		}
+		return nil, err
+	})
+	if attempts != xfaas.UpdateAttempts {
+		t.Errorf("attempts = %d; want %d", attempts, xfaas.UpdateAttempts)
+	}
+	want := `xfaas: write_state("k", 1): conflict`
+	if err == nil || err.Error() != want {
+		t.Errorf("function error = %v; want %q", err, want)
+	}
+}
+
+// sectionClosed reports whether the critical section on key is closed: a
+// commit without an open section is invalid.
+func sectionClosed(st *xfaas.State, key string) bool {
+	return errors.Is(st.SetLinear(key, []byte("probe")), xfaas.ErrInvalid)
+}
+
+func TestUpdateSkipAndErrorsLeaveTheKeyAndCloseTheSection(t *testing.T) {
+	errOwn := errors.New("own error")
+	for _, tc := range []struct {
+		name    string
+		present bool
+		err     error // returned by the update function
+		want    error // returned by Update
+	}{
+		{"skip present", true, xfaas.ErrSkip, nil},
+		{"skip absent", false, xfaas.ErrSkip, nil},
+		{"error present", true, errOwn, errOwn},
+		{"error absent", false, errOwn, errOwn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xfaastest.Reset()
+			if tc.present {
+				xfaastest.Set("k", []byte("old"))
+			}
+			state(t, func(st *xfaas.State) error {
+				err := st.Update("k", func([]byte, bool) ([]byte, error) { return []byte("new"), tc.err })
+				if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+					t.Errorf("Update = %v; want %v", err, tc.want)
+				}
+				if !sectionClosed(st, "k") {
+					t.Error("the critical section is still open")
+				}
+				return nil
+			})
+			got, ok := xfaastest.Get("k")
+			if ok != tc.present || (tc.present && string(got) != "old") {
+				t.Errorf("k = %q, %v; want it unchanged", got, ok)
+			}
+		})
+	}
+}
+
+func TestUpdateDelete(t *testing.T) {
+	xfaastest.Reset()
+	xfaastest.Set("k", []byte("old"))
+	state(t, func(st *xfaas.State) error {
+		return st.Update("k", func([]byte, bool) ([]byte, error) { return nil, xfaas.ErrDelete })
+	})
+	if _, ok := xfaastest.Get("k"); ok {
+		t.Error("k is still present")
+	}
+}
+
+func TestUpdateDoesNotRetryDeadlocks(t *testing.T) {
+	for _, e := range []xfaas.Errno{xfaas.ErrDeadlock, xfaas.ErrLockTimeout, xfaas.ErrUnavailable} {
+		xfaastest.Reset()
+		xfaastest.FailNext("read_state", e)
+		calls := 0
+		state(t, func(st *xfaas.State) error {
+			err := st.Update("k", func([]byte, bool) ([]byte, error) { calls++; return nil, nil })
+			if !errors.Is(err, e) {
+				t.Errorf("Update = %v; want %v", err, e)
+			}
+			return nil
+		})
+		if calls != 0 {
+			t.Errorf("%v: the update function ran %d times; want 0", e, calls)
+		}
+	}
+}
+
+func TestLinearCalls(t *testing.T) {
+	xfaastest.Reset()
+	state(t, func(st *xfaas.State) error {
+		if _, ok, err := st.GetLinear("a"); ok || err != nil {
+			t.Fatalf("GetLinear(absent) = %v, %v", ok, err)
+		}
+		if err := st.SetLinear("a", []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetLinear("a", []byte("2")); !errors.Is(err, xfaas.ErrInvalid) {
+			t.Errorf("SetLinear without GetLinear = %v; want ErrInvalid", err)
+		}
+		if val, ok, err := st.GetLinear("a"); string(val) != "1" || !ok || err != nil {
+			t.Fatalf("GetLinear = %q, %v, %v", val, ok, err)
+		}
+		return st.DeleteLinear("a")
+	})
+	if _, ok := xfaastest.Get("a"); ok {
+		t.Error("a is still present after DeleteLinear")
+	}
+}
+
+func TestStateErrors(t *testing.T) {
+	xfaastest.Reset()
+	for _, tc := range []struct {
+		call string
+		err  xfaas.Errno
+		op   func(st *xfaas.State) error
+		want string
+	}{
+		{"read_state", xfaas.ErrUnavailable, func(st *xfaas.State) error { _, _, err := st.Get("k"); return err },
+			`xfaas: read_state("k", 0): state unavailable`},
+		{"write_state", xfaas.ErrValueTooLarge, func(st *xfaas.State) error { return st.Set("k", nil) },
+			`xfaas: write_state("k", 0): value too large`},
+		{"write_state", xfaas.ErrStateFull, func(st *xfaas.State) error { return st.Set("k", nil) },
+			`xfaas: write_state("k", 0): state full`},
+		{"delete_state", xfaas.ErrKeyTooLarge, func(st *xfaas.State) error { return st.Delete("k") },
+			`xfaas: delete_state("k", 0): key too large`},
+	} {
+		xfaastest.FailNext(tc.call, tc.err)
+		state(t, func(st *xfaas.State) error {
+			if err := tc.op(st); !errors.Is(err, tc.err) || err.Error() != tc.want {
+				t.Errorf("%s failing with %d: error %v; want %q", tc.call, tc.err, err, tc.want)
+			}
+			return nil
+		})
+	}
+}
+
+func TestErrnoMessages(t *testing.T) {
+	for e, want := range map[xfaas.Errno]string{
+		xfaas.ErrConflict: "conflict", xfaas.ErrDeadlock: "deadlock", xfaas.ErrLockTimeout: "lock timeout",
+		xfaas.ErrInvalid: "invalid argument", -1: "absent", -42: "status -42",
+	} {
+		if got := e.Error(); got != want {
+			t.Errorf("Errno(%d).Error() = %q; want %q", e, got, want)
+		}
+	}
+}
