@@ -1,0 +1,12 @@
+package registry_test
+
+import (
+	"testing"
+
+	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/controlplane/registry/registrytest"
+)
+
+func TestMemory(t *testing.T) {
+	registrytest.Run(t, func(*testing.T) registry.Registry { return registry.NewMemory() })
+}

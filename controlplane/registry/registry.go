@@ -1,0 +1,50 @@
+// Package registry records where session containers are and who owns each
+// session namespace. The memory implementation serves one control plane
+// (xfaas dev); the Consul one (DESIGN.md, "Consul") serves replicas on a
+// cluster. Both decide namespace ownership by compare-and-swap, so two
+// control-plane replicas can never create two primaries for one session.
+package registry
+
+import (
+	"context"
+	"errors"
+)
+
+// Roles of a registered container.
+const (
+	RolePool      = "pool"
+	RolePrimary   = "primary"
+	RoleSecondary = "secondary"
+)
+
+// Registration is one container: service "xfaas-session" with the
+// container id as service id, the proxy address, and the Meta of DESIGN.md.
+type Registration struct {
+	Container string `json:"container"`
+	Function  string `json:"function,omitempty"`
+	Session   string `json:"session,omitempty"`
+	Role      string `json:"role"`
+	Node      string `json:"node"`
+	Addr      string `json:"addr"`
+}
+
+// ErrNotFound is returned for an unknown container or namespace.
+var ErrNotFound = errors.New("not registered")
+
+// Registry is where containers and namespace owners are recorded.
+type Registry interface {
+	// Register records or updates a container's registration.
+	Register(ctx context.Context, r Registration) error
+	// Deregister removes a container's registration. It does not release a
+	// primary claim: that is ReleasePrimary's job.
+	Deregister(ctx context.Context, container string) error
+	// ClaimPrimary makes r the primary of (r.Function, r.Session) unless the
+	// namespace has one; then it returns that one and false.
+	ClaimPrimary(ctx context.Context, r Registration) (owner Registration, won bool, err error)
+	// ReleasePrimary removes the namespace's claim if container holds it.
+	ReleasePrimary(ctx context.Context, function, session, container string) error
+	// Primary returns the namespace's primary, or ErrNotFound.
+	Primary(ctx context.Context, function, session string) (Registration, error)
+	// List returns the registrations of a function, or all with "".
+	List(ctx context.Context, function string) ([]Registration, error)
+}
