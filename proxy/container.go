@@ -20,7 +20,7 @@ import (
 
 // Options configure a Container.
 type Options struct {
-	// ID names the container; the default is "c-" and 12 random hex digits.
+	// ID names the container; the default is NewID().
 	ID string
 	// Node names the node the container runs on, for status and logs.
 	Node string
@@ -39,9 +39,10 @@ type Options struct {
 
 // Limits creates the per-worker cgroups of a bound container.
 type Limits interface {
-	// Workers prepares n worker slots with a CPU quota each and returns
-	// the placer that moves a worker thread into slot i.
-	Workers(n int, cpuMillicores int) (ThreadPlacer, error)
+	// Workers prepares n worker slots with a CPU quota each (and memoryMB
+	// of linear memory each, for sizing the container) and returns the
+	// placer that moves a worker thread into slot i.
+	Workers(n, cpuMillicores, memoryMB int) (ThreadPlacer, error)
 	// Status says whether limits are enforced, and if not, why.
 	Status() LimitStatus
 	// Close removes what Workers created.
@@ -81,12 +82,17 @@ type bound struct {
 	limits  LimitStatus
 }
 
+// NewID returns a fresh container id: "c-" and 12 random hex digits.
+func NewID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "c-" + hex.EncodeToString(b[:])
+}
+
 // New returns an unbound container.
 func New(opts Options) *Container {
 	if opts.ID == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		opts.ID = "c-" + hex.EncodeToString(b[:])
+		opts.ID = NewID()
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -188,15 +194,15 @@ func (nb *bound) accessors(opts state.Options) (func() Accessor, error) {
 
 // placer prepares the worker cgroups, or says once why there are none.
 func (c *Container) placer(nb *bound) (ThreadPlacer, error) {
-	if c.opts.Limits == nil {
-		nb.limits = LimitStatus{Reason: "cgroup limits disabled"}
-		return nil, nil
+	nb.limits = LimitStatus{Reason: "cgroup limits disabled"}
+	if c.opts.Limits != nil {
+		nb.limits = c.opts.Limits.Status()
 	}
-	if nb.limits = c.opts.Limits.Status(); !nb.limits.Enforced {
+	if !nb.limits.Enforced {
 		c.log.Warn("workers run without CPU limits", "reason", nb.limits.Reason)
 		return nil, nil
 	}
-	p, err := c.opts.Limits.Workers(nb.Config.MaxWorkers, nb.Config.WorkerCPUMillicores)
+	p, err := c.opts.Limits.Workers(nb.Config.MaxWorkers, nb.Config.WorkerCPUMillicores, nb.Config.WorkerMemoryMB)
 	if err != nil {
 		return nil, fmt.Errorf("create worker cgroups: %w", err)
 	}

@@ -17,10 +17,11 @@ import (
 )
 
 // ThreadPlacer puts a worker thread into the cgroup of worker slot i, whose
-// CPU quota is the function's worker_cpu_millicores. See RATIONALE.md,
-// "Workers and cgroups".
+// CPU quota is the function's worker_cpu_millicores, and takes it out again
+// before the slot ends. See RATIONALE.md, "Workers and cgroups".
 type ThreadPlacer interface {
 	PlaceThread(slot, tid int) error
+	ReturnThread(slot, tid int) error
 }
 
 // PoolOptions configure a Pool.
@@ -98,7 +99,7 @@ type Pool struct {
 
 	stats   poolCounters
 	stop    chan struct{}
-	stopped sync.WaitGroup
+	stopped sync.WaitGroup // the trimmer and the slots' goroutines
 }
 
 // waiter is a request queued for a worker. Its fields are guarded by
@@ -133,9 +134,10 @@ func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
 	p.free = make([]*slot, opts.MaxWorkers)
 	if opts.Placer != nil {
 		for i := range p.free {
-			sl, err := startSlot(i, opts.Placer)
+			sl, err := startSlot(i, opts.Placer, &p.stopped)
 			if err != nil {
 				p.stopSlots()
+				p.stopped.Wait()
 				return nil, fmt.Errorf("start worker slot %d: %w", i, err)
 			}
 			p.free[i] = sl
@@ -381,7 +383,6 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.queue, p.queued = nil, 0
 	p.mu.Unlock()
 	close(p.stop)
-	p.stopped.Wait()
 	for _, w := range idle {
 		w.close()
 	}
@@ -399,6 +400,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	p.stopSlots()
+	p.stopped.Wait()
 	return nil
 }
 
@@ -440,14 +442,18 @@ type slot struct {
 	done chan struct{}
 }
 
-func startSlot(i int, placer ThreadPlacer) (*slot, error) {
+func startSlot(i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, error) {
 	sl := &slot{jobs: make(chan func()), done: make(chan struct{})}
 	ready := make(chan error)
+	wg.Add(1)
 	go func() {
-		// Never unlocked: when the goroutine ends, its thread ends with it,
-		// and so does the thread's membership of the cgroup.
+		defer wg.Done()
+		// Never unlocked, so that no other goroutine runs in the worker's
+		// cgroup. The thread leaves the cgroup before the goroutine ends: Go
+		// keeps a locked main thread alive instead of ending it.
 		runtime.LockOSThread()
-		if err := placer.PlaceThread(i, unix.Gettid()); err != nil {
+		tid := unix.Gettid()
+		if err := placer.PlaceThread(i, tid); err != nil {
 			ready <- err
 			return
 		}
@@ -456,6 +462,7 @@ func startSlot(i int, placer ThreadPlacer) (*slot, error) {
 			fn()
 			sl.done <- struct{}{}
 		}
+		_ = placer.ReturnThread(i, tid)
 	}()
 	return sl, <-ready
 }

@@ -224,8 +224,18 @@ func (g *Group) ReturnThread(tid int) error {
 }
 
 // Procs lists the processes in the group.
-func (g *Group) Procs() ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(g.dirs()[0], "cgroup.procs"))
+func (g *Group) Procs() ([]int, error) { return g.ids("cgroup.procs") }
+
+// Threads lists the threads in the group.
+func (g *Group) Threads() ([]int, error) {
+	if g.h.mode == V2 {
+		return g.ids("cgroup.threads")
+	}
+	return g.ids("tasks")
+}
+
+func (g *Group) ids(file string) ([]int, error) {
+	data, err := os.ReadFile(filepath.Join(g.dirs()[0], file))
 	if err != nil {
 		return nil, err
 	}
@@ -308,4 +318,10 @@ func write(dir, file, val string) error {
 		return fmt.Errorf("cgroup write %q to %s: %w", val, filepath.Join(dir, file), werr)
 	}
 	return cerr
+}
+
+// Exists reports whether the group's directory exists.
+func (g *Group) Exists() bool {
+	_, err := os.Stat(g.dirs()[0])
+	return err == nil
 }

@@ -21,7 +21,7 @@ XFAAS_HANDLE int32_t handle(void) {
   xfaas_cut(key, rest_len, &key_len, &arg, &arg_len);
   uint64_t size = 0, count = 0;
   if (xfaas_equal(body, op_len, "r")) {
-    if (!xfaas_parse_u64(arg, arg_len, &count)) return xfaas_fail(XFAAS_ERR_INVALID);
+    if (xfaas_parse_u64(arg, arg_len, &count) != 0) return xfaas_fail(XFAAS_ERR_INVALID);
     int32_t len = xfaas_get(key, key_len, 0, 0);
     if (len < 0) return xfaas_fail(len);
     char *buf = xfaas_alloc(len + 1);
@@ -31,7 +31,7 @@ XFAAS_HANDLE int32_t handle(void) {
     }
   } else if (xfaas_equal(body, op_len, "w")) {
     xfaas_cut(arg, arg_len, &arg_len, &last, &last_len);
-    if (!xfaas_parse_u64(arg, arg_len, &size) || !xfaas_parse_u64(last, last_len, &count))
+    if (xfaas_parse_u64(arg, arg_len, &size) != 0 || xfaas_parse_u64(last, last_len, &count) != 0)
       return xfaas_fail(XFAAS_ERR_INVALID);
     char *val = xfaas_alloc((int32_t)size + 1);
     for (uint64_t i = 0; i < size; i++) val[i] = 'v';

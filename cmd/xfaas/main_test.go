@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// xfaasBin is the xfaas binary built once for this package's tests, which
+// run it as users and spawners do.
+var xfaasBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xfaas-bin-")
+	if err != nil {
+		panic(err)
+	}
+	xfaasBin = filepath.Join(dir, "xfaas")
+	if out, err := exec.Command("go", "build", "-o", xfaasBin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running xfaas command.
+type process struct {
+	cmd    *exec.Cmd
+	stdout *bufio.Scanner
+	stderr *strings.Builder
+}
+
+func start(t *testing.T, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(xfaasBin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, stdout: bufio.NewScanner(out), stderr: &strings.Builder{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return p
+}
+
+// line reads the next stdout line as JSON into v, within 30s.
+func (p *process) line(t *testing.T, v any) {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() {
+		if !p.stdout.Scan() {
+			got <- p.stdout.Err()
+			return
+		}
+		got <- json.Unmarshal(p.stdout.Bytes(), v)
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("reading stdout: %v; stderr:\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no line on stdout within 30s; stderr:\n%s", p.stderr)
+	}
+}
+
+// stop sends SIGTERM and returns the exit error (nil for status 0).
+func (p *process) stop(t *testing.T) error {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30s after SIGTERM; stderr:\n%s", p.stderr)
+		return nil
+	}
+}

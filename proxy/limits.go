@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/xfaas/xfaas/internal/cgroup"
+)
+
+// containerOverheadMB is the memory a container needs beyond its workers'
+// linear memories: the proxy itself, compiled code, buffers.
+const containerOverheadMB = 96
+
+// CgroupLimits enforces worker limits with the host's cgroups. The process
+// runs in the container group at path (relative to the hierarchy root); if
+// the group does not exist, it is created and owned: sized at bind, removed
+// at Close. With an empty path the process's current group is used, as set
+// up by its spawner. When cgroups cannot be used, the returned Limits says
+// why in its Status and places nothing.
+func CgroupLimits(path string) Limits {
+	l := &cgroupLimits{}
+	h, err := cgroup.Open(cgroup.Options{})
+	if err == nil {
+		err = h.Writable()
+	}
+	if err == nil {
+		l.h = h
+		err = l.join(path)
+	}
+	if err != nil {
+		l.status = LimitStatus{Reason: err.Error()}
+		return l
+	}
+	l.status = LimitStatus{Enforced: true, Cgroup: l.container.Path()}
+	return l
+}
+
+type cgroupLimits struct {
+	h         *cgroup.Hierarchy
+	container *cgroup.Group
+	owned     bool // created by this process: sized at bind, removed at Close
+	status    LimitStatus
+
+	mu      sync.Mutex
+	workers []*cgroup.Group
+}
+
+func (l *cgroupLimits) join(path string) error {
+	if path == "" {
+		self, err := l.h.Self()
+		if err != nil {
+			return err
+		}
+		if self.Path() == "/" {
+			return errors.New("the process is in the root cgroup; give the proxy a container cgroup")
+		}
+		l.container = self
+		return nil
+	}
+	l.container = l.h.Group(path)
+	if !l.container.Exists() {
+		if err := l.container.Create(nil); err != nil {
+			return err
+		}
+		l.owned = true
+	}
+	return l.container.AddProcess(os.Getpid())
+}
+
+// Status says whether limits are enforced.
+func (l *cgroupLimits) Status() LimitStatus { return l.status }
+
+// Workers creates n worker groups with cpuMillicores each; an owned
+// container group is also sized for them.
+func (l *cgroupLimits) Workers(n, cpuMillicores, memoryMB int) (ThreadPlacer, error) {
+	if !l.status.Enforced {
+		return nil, fmt.Errorf("cgroup limits are not enforced: %s", l.status.Reason)
+	}
+	if l.owned {
+		mem := int64(n*memoryMB+containerOverheadMB) << 20
+		if err := l.container.Set(cgroup.Resources(int64(n*cpuMillicores), mem, 0)); err != nil {
+			return nil, err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range n {
+		w := l.container.Thread("w" + strconv.Itoa(i))
+		if err := w.Create(cgroup.Resources(int64(cpuMillicores), 0, 0)); err != nil {
+			return nil, err
+		}
+		l.workers = append(l.workers, w)
+	}
+	return l, nil
+}
+
+// PlaceThread moves tid into worker group i.
+func (l *cgroupLimits) PlaceThread(i, tid int) error { return l.worker(i).AddThread(tid) }
+
+// ReturnThread moves tid back to the container group.
+func (l *cgroupLimits) ReturnThread(i, tid int) error { return l.worker(i).ReturnThread(tid) }
+
+func (l *cgroupLimits) worker(i int) *cgroup.Group {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.workers[i]
+}
+
+// Close removes the worker groups, and an owned container group after
+// moving the process out of it (to the root, which every version allows).
+func (l *cgroupLimits) Close() error {
+	if l.h == nil {
+		return nil
+	}
+	l.mu.Lock()
+	workers := l.workers
+	l.workers = nil
+	l.mu.Unlock()
+	var errs []error
+	for _, w := range workers {
+		errs = append(errs, w.Remove())
+	}
+	if l.owned {
+		errs = append(errs, l.h.Group("/").AddProcess(os.Getpid()), l.container.Remove())
+	}
+	return errors.Join(errs...)
+}
