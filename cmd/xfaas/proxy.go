@@ -33,7 +33,7 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	function := fs.String("function", "standalone", "function name, with --module")
 	session := fs.String("session", "default", "session id, with --module")
 	config := fs.String("config", "", "function config JSON, with --module")
-	cgroup := fs.String("cgroup", "", "container cgroup to run in, relative to the hierarchy root; created and removed by the proxy if it does not exist (default xfaas/<id>)")
+	cgroup := fs.String("cgroup", "", "container cgroup to run in, relative to the hierarchy root; created and removed by the proxy if it does not exist (default xfaas-<id>)")
 	noCgroups := fs.Bool("no-cgroups", false, "run workers without CPU limits")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines")
@@ -49,7 +49,7 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	opts := proxy.Options{ID: *id, Node: *node, CacheDir: *cacheDir, Logger: log}
 	if !*noCgroups {
 		if *cgroup == "" {
-			*cgroup = "xfaas/" + *id
+			*cgroup = "xfaas-" + *id
 		}
 		opts.Limits = proxy.CgroupLimits(*cgroup)
 	}

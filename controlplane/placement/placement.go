@@ -1,0 +1,71 @@
+// Package placement starts and stops session containers on nodes. A
+// backend keeps warm, unbound pool containers on every node, so that a new
+// session namespace (ColdSession) or a new secondary (CopySession) binds a
+// running container instead of waiting for one to start; only a pool miss
+// waits. The local backend runs `xfaas proxy` processes on this machine as
+// simulated nodes (xfaas dev, tests); the nomad backend places them as
+// Nomad allocations.
+package placement
+
+import (
+	"context"
+
+	"github.com/xfaas/xfaas/internal/apierror"
+)
+
+// Container is a running session container.
+type Container struct {
+	ID   string `json:"container"`
+	Node string `json:"node"`
+	// Addr is the container's wire and HTTP address (tcp:// or unix://).
+	Addr string `json:"addr"`
+}
+
+// Node is a place containers run, with its load.
+type Node struct {
+	Name string `json:"name"`
+	// Capacity is how many containers the node may run, pool included.
+	Capacity int `json:"capacity"`
+	// Claimed is how many of its containers are claimed (bound or binding).
+	Claimed int `json:"claimed"`
+	// Pool is how many warm, unbound containers are ready to claim.
+	Pool int `json:"pool"`
+}
+
+// Room reports whether the node can take one more claimed container.
+func (n Node) Room() bool { return n.Claimed < n.Capacity }
+
+// ErrNoCapacity is returned when no node can run another container.
+var ErrNoCapacity = &apierror.Error{Kind: apierror.Unavailable, Message: "no capacity: every node is full", RetryAfter: 1}
+
+// Backend places containers.
+type Backend interface {
+	// Nodes reports every node and its load.
+	Nodes(ctx context.Context) ([]Node, error)
+	// Claim returns an unbound container on node: a warm pool container
+	// when the node has one (hit), else a newly started one (miss).
+	Claim(ctx context.Context, node string) (c Container, hit bool, err error)
+	// Release stops a claimed container; it never serves again.
+	Release(ctx context.Context, id string) error
+	// Lost delivers claimed containers that ended without Release.
+	Lost() <-chan Container
+	// Close stops every container and cleans up.
+	Close(ctx context.Context) error
+}
+
+// LeastLoaded returns the node with room and the lowest share of its
+// capacity claimed, or false when every node is full. Ties go to the
+// first node, so placement is deterministic.
+func LeastLoaded(nodes []Node) (Node, bool) {
+	var best Node
+	found := false
+	for _, n := range nodes {
+		if !n.Room() {
+			continue
+		}
+		if !found || n.Claimed*best.Capacity < best.Claimed*n.Capacity {
+			best, found = n, true
+		}
+	}
+	return best, found
+}
