@@ -269,6 +269,16 @@ func (l *Local) stopProc(ctx context.Context, p *proc) error {
 	return nil
 }
 
+// Pid returns the process id of a running container.
+func (l *Local) Pid(id string) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.procs[id]; p != nil {
+		return p.cmd.Process.Pid, true
+	}
+	return 0, false
+}
+
 // Lost delivers claimed containers that exited without Release.
 func (l *Local) Lost() <-chan Container { return l.lost }
 

@@ -27,7 +27,7 @@ import (
 var (
 	examples   = []string{"counter", "hello", "kv", "ro", "rmw", "rmw_linear"}
 	testGuests = []string{
-		"badimport", "badptr", "bigkey", "bigoutput", "garbage", "lockhold", "lockpair",
+		"badimport", "badptr", "bigkey", "bigoutput", "garbage", "hook", "lockhold", "lockpair",
 		"loop", "membomb", "noexport", "spin", "stateloop", "trap", "wasiclock",
 	}
 )

@@ -1,0 +1,353 @@
+package controlplane
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/internal/linearcheck"
+	"github.com/xfaas/xfaas/internal/testwasm"
+)
+
+func TestDeployInvokeAndDescribe(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	info := e.deploy("counter", "c/counter", `{"max_workers": 2}`)
+	if info.Version == 0 || info.Hints != "sealed" || info.Config.MaxWorkers != 2 || !strings.HasPrefix(info.Digest, "sha256:") {
+		t.Fatalf("deploy answered %+v", info)
+	}
+	for _, want := range []string{"1", "2", "3"} {
+		inv := e.mustInvoke("counter", "", "incr")
+		if inv.body != want || inv.role != "primary" || inv.container == "" || inv.node == "" {
+			t.Fatalf("invoke: %+v; want %s from a primary", inv, want)
+		}
+	}
+	var list []FunctionInfo
+	if e.getJSON("/v1/functions", &list); len(list) != 1 || list[0].Name != "counter" {
+		t.Fatalf("list: %+v", list)
+	}
+	var sessions []SessionInfo
+	e.getJSON("/v1/functions/counter/sessions", &sessions)
+	if len(sessions) != 1 || sessions[0].ID != string(hint.DefaultSession) || sessions[0].Primary == nil || sessions[0].StateKeys != 1 || sessions[0].Status != "active" {
+		t.Fatalf("sessions: %+v", sessions)
+	}
+	if status := e.getJSON("/v1/functions/nothere", nil); status != http.StatusNotFound {
+		t.Fatalf("describe unknown: %d", status)
+	}
+	if inv := e.invoke("nothere", "", ""); inv.status != http.StatusNotFound || inv.kind != "not_found" {
+		t.Fatalf("invoke unknown: %+v", inv)
+	}
+	// A redeploy keeps the hint keyset: a client's tokens stay valid.
+	again := e.deploy("counter", "c/counter", `{"max_workers": 3}`)
+	if again.Version <= info.Version || again.HintKeyID != info.HintKeyID && again.HintKeyID == "" {
+		t.Fatalf("redeploy: %+v after %+v", again, info)
+	}
+}
+
+func TestDeployRefusesBadInput(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	wasm := testwasm.Bytes(t, "c/counter")
+	cases := []struct {
+		name  string
+		parts map[string][]byte
+		kind  string
+		says  string
+	}{
+		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/garbage")}, "bad_request", "invalid module"},
+		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/noexport")}, "bad_request", "handle"},
+		{"good", map[string][]byte{"config": []byte(`{}`)}, "bad_request", "no module part"},
+		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"max_workers": 0}`)}, "bad_request", "max_workers"},
+		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"typo": 1}`)}, "bad_request", "unknown field"},
+		{"good", map[string][]byte{"module": wasm, "hint_key": []byte("xfhv1_garbage")}, "bad_request", "hint_key"},
+		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"hook": "missing"}`)}, "bad_request", "not deployed"},
+		{"good", map[string][]byte{"module": wasm, "extra": []byte("x")}, "bad_request", "unknown form part"},
+		{"Bad.Name", map[string][]byte{"module": wasm}, "bad_request", "function names"},
+		{"good", map[string][]byte{"module": make([]byte, 33<<20)}, "too_large", "exceeds"},
+	}
+	for _, c := range cases {
+		resp := e.deployForm(c.name, c.parts, "")
+		var eb errorBody
+		decodeJSON(resp, &eb)
+		if eb.Kind != c.kind || !strings.Contains(eb.Error, c.says) {
+			t.Errorf("deploy %s with %v: %d %+v; want %s mentioning %q", c.name, keys(c.parts), resp.StatusCode, eb, c.kind, c.says)
+		}
+	}
+	if status := e.getJSON("/v1/functions/good", nil); status != http.StatusNotFound {
+		t.Fatalf("a refused deploy left a function behind: %d", status)
+	}
+	e.deploy("good", "c/counter", "")
+	req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/good/invoke", bytes.NewReader(make([]byte, 7<<20)))
+	if inv := e.do(req); inv.status != http.StatusRequestEntityTooLarge || inv.kind != "too_large" {
+		t.Fatalf("7 MiB invoke: %+v", inv)
+	}
+}
+
+// Forged, tampered, truncated, foreign and misplaced hints are all 403.
+func TestHintForgeryMatrix(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.deploy("counter", "c/counter", "")
+	e.deploy("other", "c/counter", "")
+	good, _ := e.keys["counter"].Seal("counter", "alice")
+	foreign, _ := e.keys["other"].Seal("other", "alice")
+	wrongKey, _ := hint.Generate().Seal("counter", "alice")
+	flipped := []byte(good)
+	flipped[len(flipped)/2] ^= 1
+	if flipped[len(flipped)/2] == good[len(good)/2] {
+		t.Fatal("flip did nothing")
+	}
+	bad := map[string]string{
+		"tampered":          string(flipped),
+		"truncated":         good[:len(good)-4],
+		"extended":          good + "AAAA",
+		"another function":  foreign,
+		"another keyset":    wrongKey,
+		"not base64":        strings.Repeat("!", len(good)),
+		"label in the open": "alice",
+	}
+	for what, token := range bad {
+		req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/counter/invoke", strings.NewReader("incr"))
+		req.Header.Set(hint.Header, token)
+		if inv := e.do(req); inv.status != http.StatusForbidden || inv.kind != "bad_hint" || strings.Contains(inv.body, "alice") {
+			t.Errorf("%s: %d %s %q; want 403 bad_hint without the label", what, inv.status, inv.kind, inv.body)
+		}
+	}
+	if inv := e.invoke("counter", "alice", "incr"); inv.status != http.StatusOK || inv.body != "1" {
+		t.Fatalf("the good token: %+v", inv)
+	}
+	// A function deployed without a key serves only the default session.
+	resp := e.deployForm("keyless", map[string][]byte{"module": testwasm.Bytes(t, "c/counter")}, "")
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/keyless/invoke", nil)
+	req.Header.Set(hint.Header, good)
+	if inv := e.do(req); inv.status != http.StatusForbidden {
+		t.Fatalf("hint for a keyless function: %+v", inv)
+	}
+}
+
+// One session's requests reach one primary at low load; sessions spread
+// across nodes.
+func TestStickinessAndSpread(t *testing.T) {
+	e := startEnv(t, envOptions{nodes: 2, pool: 2})
+	e.deploy("counter", "c/counter", "")
+	where := map[string]string{}
+	nodes := map[string]bool{}
+	for round := range 5 {
+		for _, label := range []string{"alice", "bob", "carol", "dave"} {
+			inv := e.mustInvoke("counter", label, "incr")
+			if inv.body != strconv.Itoa(round+1) {
+				t.Fatalf("%s round %d: count %s", label, round, inv.body)
+			}
+			if prev, ok := where[label]; ok && prev != inv.container {
+				t.Fatalf("%s moved from %s to %s at low load", label, prev, inv.container)
+			}
+			where[label] = inv.container
+			nodes[inv.node] = true
+		}
+	}
+	if len(nodes) != 2 {
+		t.Fatalf("4 sessions on nodes %v; want them spread over both", nodes)
+	}
+}
+
+// Many clients on one session: the primary fills its workers, then
+// secondaries join (on the primary's node first); the count is exact and
+// the history linearizable.
+func TestScaleOutKeepsStateLinearizable(t *testing.T) {
+	e := startEnv(t, envOptions{nodes: 2, pool: 3})
+	e.deploy("counter", "c/counter", `{"max_workers": 2, "max_containers": 4}`)
+	e.mustInvoke("counter", "alice", "get") // the namespace exists before the rush
+	h := linearcheck.NewHistory()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	roles := map[string]int{}
+	nodes := map[string]int{}
+	const clients, each = 24, 10
+	for c := range clients {
+		wg.Go(func() {
+			for range each {
+				call := h.Now()
+				inv := e.invoke("counter", "alice", "incr")
+				ret := h.Now()
+				if inv.status != http.StatusOK {
+					t.Errorf("client %d: %d %s %s", c, inv.status, inv.kind, inv.body)
+					return
+				}
+				h.Add(c, linearcheck.Input{Kind: linearcheck.Incr, Key: "count"}, call, linearcheck.Output{Value: inv.body}, ret)
+				mu.Lock()
+				roles[inv.role]++
+				nodes[inv.node+"/"+inv.role]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got := e.mustInvoke("counter", "alice", "get").body; got != strconv.Itoa(clients*each) {
+		t.Fatalf("count %s after %d increments", got, clients*each)
+	}
+	if roles["secondary"] == 0 {
+		t.Fatalf("no request reached a secondary: %v", roles)
+	}
+	t.Logf("served by role: %v; by node/role: %v", roles, nodes)
+	h.Check(t, time.Minute)
+	var sessions []SessionInfo
+	e.getJSON("/v1/functions/counter/sessions", &sessions)
+	if len(sessions) != 1 || sessions[0].Primary == nil || len(sessions[0].Secondaries) == 0 || len(sessions[0].Secondaries) > 3 {
+		t.Fatalf("session after the rush: %+v", sessions)
+	}
+}
+
+// Past max_containers × max_workers and the queue, requests get 429 with
+// Retry-After; every request answered 200 was applied.
+func TestOverloadAnswers429(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.deploy("spin", "test/spin", `{"max_workers": 1, "max_containers": 1}`)
+	e.mustInvoke("spin", "", "1")
+	var wg sync.WaitGroup
+	var ok, overloaded atomic.Int64
+	var retryAfter atomic.Value
+	for range 12 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/spin/invoke", strings.NewReader("200"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				ok.Add(1)
+			case http.StatusTooManyRequests:
+				overloaded.Add(1)
+				retryAfter.Store(resp.Header.Get("Retry-After"))
+			default:
+				t.Errorf("status %s", resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	if overloaded.Load() == 0 || ok.Load() < 5 {
+		t.Fatalf("%d ok, %d overloaded; want 1 running + 4 queued served and the rest refused", ok.Load(), overloaded.Load())
+	}
+	if ra, _ := retryAfter.Load().(string); ra == "" {
+		t.Fatal("429 without Retry-After")
+	}
+}
+
+func TestManagementToken(t *testing.T) {
+	e := startEnv(t, envOptions{token: "s3cret"})
+	wasm := testwasm.Bytes(t, "c/counter")
+	for _, token := range []string{"", "wrong"} {
+		resp := e.deployForm("counter", map[string][]byte{"module": wasm}, token)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("deploy with token %q: %s", token, resp.Status)
+		}
+	}
+	resp := e.deployForm("counter", map[string][]byte{"module": wasm}, "s3cret")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("deploy with the token: %s", resp.Status)
+	}
+	if inv := e.invoke("counter", "", "incr"); inv.status != http.StatusOK {
+		t.Fatalf("invoke needs no token: %+v", inv)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, e.api.URL+"/v1/functions/counter", nil)
+	if inv := e.do(req); inv.status != http.StatusUnauthorized {
+		t.Fatalf("delete without the token: %+v", inv)
+	}
+}
+
+func TestDeleteReleasesContainers(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.deploy("counter", "c/counter", "")
+	e.mustInvoke("counter", "alice", "incr")
+	req, _ := http.NewRequest(http.MethodDelete, e.api.URL+"/v1/functions/counter", nil)
+	if inv := e.do(req); inv.status != http.StatusOK {
+		t.Fatalf("delete: %+v", inv)
+	}
+	if inv := e.invoke("counter", "", "incr"); inv.status != http.StatusNotFound {
+		t.Fatalf("invoke after delete: %+v", inv)
+	}
+	waitFor(t, "containers released", func() bool {
+		nodes, _ := e.backend.Nodes(t.Context())
+		return nodes[0].Claimed == 0
+	})
+}
+
+// A session whose primary process dies is recreated on the next request.
+func TestLostPrimaryIsReplaced(t *testing.T) {
+	e := startEnv(t, envOptions{pool: 2})
+	e.deploy("counter", "c/counter", "")
+	first := e.mustInvoke("counter", "alice", "incr")
+	regs, _ := e.reg.List(t.Context(), "counter")
+	if len(regs) != 1 || regs[0].Container != first.container || regs[0].Role != "primary" {
+		t.Fatalf("registry: %+v", regs)
+	}
+	e.kill(first.container)
+	waitFor(t, "lost primary forgotten", func() bool {
+		_, err := e.reg.Primary(t.Context(), "counter", e.sessionID("counter", "alice"))
+		return err != nil
+	})
+	next := e.mustInvoke("counter", "alice", "incr")
+	if next.container == first.container {
+		t.Fatal("served by the dead container")
+	}
+}
+
+// A hook computes the label from the request: the same label lands in the
+// same session, another label in another, and a request the hook refuses
+// is a 403.
+func TestHookNamesTheSession(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.deploy("users", "test/hook", "")
+	e.deploy("greeter", "test/hook", `{"hook": "users"}`)
+	id := func(body string) (string, invocation) {
+		req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/greeter/invoke", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("invoke %q: %s", body, resp.Status)
+		}
+		return resp.Header.Get(HeaderSessionID), invocation{container: resp.Header.Get(HeaderContainer)}
+	}
+	a1, inv1 := id("alice buys")
+	a2, inv2 := id("alice sells")
+	b, _ := id("bob buys")
+	if !hint.ValidSessionID(a1) || a1 != a2 || inv1.container != inv2.container {
+		t.Fatalf("alice's requests: sessions %q %q on %s %s", a1, a2, inv1.container, inv2.container)
+	}
+	if b == a1 {
+		t.Fatal("alice and bob share a session")
+	}
+	if inv := e.invoke("greeter", "", "   "); inv.status != http.StatusForbidden || inv.kind != "bad_hint" {
+		t.Fatalf("a request the hook refuses: %+v", inv)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	out := []string{}
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

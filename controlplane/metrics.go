@@ -1,0 +1,36 @@
+package controlplane
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the control plane's Prometheus metrics, served at /metrics.
+type Metrics struct {
+	reg         *prometheus.Registry
+	invocations *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	coldSession prometheus.Histogram
+	copySession prometheus.Histogram
+	claims      *prometheus.CounterVec
+}
+
+// NewMetrics registers the control plane's metrics in a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xfaas_controlplane_invocations_total",
+			Help: "Invocations by function and result kind (ok or an error kind)."}, []string{"function", "kind"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xfaas_controlplane_invocation_duration_seconds",
+			Help: "Invocation latency through the control plane.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18)}, []string{"function"}),
+		coldSession: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xfaas_cold_session_seconds",
+			Help: "Time to create a session namespace (ColdSession).", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
+		copySession: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xfaas_copy_session_seconds",
+			Help: "Time to add a secondary container (CopySession).", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xfaas_container_claims_total",
+			Help: "Containers claimed, from the warm pool (hit) or started (miss)."}, []string{"pool"}),
+	}
+	m.reg.MustRegister(m.invocations, m.latency, m.coldSession, m.copySession, m.claims,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

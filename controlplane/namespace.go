@@ -1,0 +1,212 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// member is one container of a namespace, as this control plane sees it.
+// inflight counts the requests this control plane has routed to it.
+type member struct {
+	c        placement.Container
+	role     proxy.Role
+	client   *proxy.Client
+	inflight int
+	owned    bool // placed by this control plane (else adopted from the registry)
+}
+
+// namespace routes the requests of one session namespace. See RATIONALE.md,
+// "Scheduling: vertical first, then the primary's node, then spread".
+type namespace struct {
+	fn      *Function // the function version the namespace was created with
+	session string
+	sched   *Scheduler
+
+	mu       sync.Mutex
+	members  []*member // members[0] is the primary
+	copying  int       // CopySessions under way
+	waiters  []chan struct{}
+	lastUsed time.Time
+	dead     bool // the primary is gone: new requests need a new namespace
+}
+
+func (ns *namespace) primary() *member { return ns.members[0] }
+
+// acquire picks the container for one request and counts it in flight.
+// It may start a CopySession, wait in the namespace's queue, or refuse with
+// 429 when the queue is full.
+func (ns *namespace) acquire(ctx context.Context) (*member, error) {
+	for {
+		ns.mu.Lock()
+		if ns.dead {
+			ns.mu.Unlock()
+			return nil, errNamespaceGone
+		}
+		if m := ns.pickLocked(); m != nil {
+			m.inflight++
+			ns.lastUsed = time.Now()
+			ns.mu.Unlock()
+			return m, nil
+		}
+		if len(ns.members)+ns.copying < ns.fn.Config.MaxContainers {
+			ns.copying++
+			ns.mu.Unlock()
+			m, err := ns.copySession(ctx)
+			if err == nil {
+				return m, nil
+			}
+			ns.sched.log.Warn("copy session failed; queueing", "function", ns.fn.Name, "session", ns.session, "error", err)
+			ns.mu.Lock()
+		}
+		if len(ns.waiters) >= ns.queueLimit() {
+			ns.mu.Unlock()
+			return nil, &apierror.Error{Kind: apierror.Overloaded, RetryAfter: 1,
+				Message: fmt.Sprintf("session is at %d containers of %d workers and %d requests are queued",
+					len(ns.members), ns.fn.Config.MaxWorkers, len(ns.waiters))}
+		}
+		wake := make(chan struct{}, 1)
+		ns.waiters = append(ns.waiters, wake)
+		ns.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			ns.dropWaiter(wake)
+			return nil, apierror.New(apierror.Timeout, "no worker of the session became free before the deadline")
+		}
+	}
+}
+
+// queueLimit bounds the requests waiting for a worker of the namespace:
+// four times what the namespace runs at once at max_containers (the same
+// headroom a container's own queue has), so that a burst waits for the
+// secondaries being added rather than being refused; past that, 429.
+func (ns *namespace) queueLimit() int {
+	return 4 * ns.fn.Config.MaxContainers * ns.fn.Config.MaxWorkers
+}
+
+// pickLocked returns the member that should take a request, or nil when
+// every member is at max_workers: the primary first, then a secondary on
+// the primary's node (the busiest with room, to pack), then any secondary.
+func (ns *namespace) pickLocked() *member {
+	maxW := ns.fn.Config.MaxWorkers
+	p := ns.primary()
+	if p.inflight < maxW {
+		return p
+	}
+	var sameNode, other *member
+	for _, m := range ns.members[1:] {
+		if m.inflight >= maxW {
+			continue
+		}
+		if m.c.Node == p.c.Node {
+			if sameNode == nil || m.inflight > sameNode.inflight {
+				sameNode = m
+			}
+		} else if other == nil || m.inflight > other.inflight {
+			other = m
+		}
+	}
+	if sameNode != nil {
+		return sameNode
+	}
+	return other
+}
+
+// release ends a request on m and wakes the longest waiter.
+func (ns *namespace) release(m *member) {
+	ns.mu.Lock()
+	m.inflight--
+	ns.lastUsed = time.Now()
+	ns.wakeLocked()
+	ns.mu.Unlock()
+}
+
+func (ns *namespace) wakeLocked() {
+	if len(ns.waiters) > 0 {
+		w := ns.waiters[0]
+		ns.waiters = ns.waiters[1:]
+		w <- struct{}{}
+	}
+}
+
+func (ns *namespace) dropWaiter(w chan struct{}) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for i, x := range ns.waiters {
+		if x == w {
+			ns.waiters = append(ns.waiters[:i], ns.waiters[i+1:]...)
+			return
+		}
+	}
+	// Woken and gave up at once: pass the wake-up on.
+	ns.wakeLocked()
+}
+
+// copySession binds a new secondary (CopySession): on the primary's node
+// if it has room, else on the least-loaded node. The new member takes the
+// request that asked for it.
+func (ns *namespace) copySession(ctx context.Context) (*member, error) {
+	s := ns.sched
+	start := time.Now()
+	m, err := s.startMember(ctx, ns.fn, ns.session, proxy.RoleSecondary, ns.primaryNode(), ns.primaryAddr())
+	if err == nil {
+		s.m.copySession.Observe(time.Since(start).Seconds())
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	ns.copying--
+	if err != nil {
+		return nil, err
+	}
+	if ns.dead {
+		go s.stopMember(m)
+		return nil, errNamespaceGone
+	}
+	m.inflight++
+	ns.members = append(ns.members, m)
+	ns.lastUsed = time.Now()
+	return m, nil
+}
+
+func (ns *namespace) primaryNode() string {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.primary().c.Node
+}
+
+func (ns *namespace) primaryAddr() string {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.primary().c.Addr
+}
+
+// remove drops a member that is gone. Losing the primary kills the
+// namespace: the state lived there.
+func (ns *namespace) remove(id string) (found, wasPrimary bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for i, m := range ns.members {
+		if m.c.ID != id {
+			continue
+		}
+		if i == 0 {
+			ns.dead = true
+			for range ns.waiters {
+				ns.wakeLocked()
+			}
+			return true, true
+		}
+		ns.members = append(ns.members[:i], ns.members[i+1:]...)
+		ns.wakeLocked()
+		return true, false
+	}
+	return false, false
+}
+
+var errNamespaceGone = apierror.New(apierror.Unavailable, "the session's primary container is gone")

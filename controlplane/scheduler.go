@@ -1,0 +1,465 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/wire"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// ModuleSource returns a module's bytes by digest.
+type ModuleSource interface {
+	Module(ctx context.Context, digest string) ([]byte, error)
+}
+
+// Announcer tells other sessions and control-plane replicas where a
+// session's containers are (NATS subject xfaas.addr.<function>.<session>).
+type Announcer interface {
+	Announce(r registry.Registration, up bool)
+}
+
+// SchedulerOptions configure a Scheduler.
+type SchedulerOptions struct {
+	Backend   placement.Backend
+	Registry  registry.Registry
+	Modules   ModuleSource
+	Announcer Announcer // optional
+	// SecondaryIdle is how long a secondary may sit idle before it is
+	// released. The default is 30 s.
+	SecondaryIdle time.Duration
+	// StartTimeout bounds a ColdSession or CopySession. The default is 30 s.
+	StartTimeout time.Duration
+	Metrics      *Metrics
+	Logger       hclog.Logger
+}
+
+// Scheduler places session namespaces and routes their requests.
+type Scheduler struct {
+	opts SchedulerOptions
+	log  hclog.Logger
+	m    *Metrics
+
+	mu         sync.Mutex
+	namespaces map[nsKey]*namespace
+	starting   map[nsKey]*coldStart
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type nsKey struct{ fn, session string }
+
+// coldStart lets concurrent first requests of a session share one
+// ColdSession.
+type coldStart struct {
+	done chan struct{}
+	ns   *namespace
+	err  error
+}
+
+// NewScheduler starts a scheduler; it watches for lost containers and
+// trims idle secondaries until Close.
+func NewScheduler(opts SchedulerOptions) *Scheduler {
+	if opts.SecondaryIdle <= 0 {
+		opts.SecondaryIdle = 30 * time.Second
+	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics()
+	}
+	s := &Scheduler{opts: opts, log: opts.Logger, m: opts.Metrics,
+		namespaces: map[nsKey]*namespace{}, starting: map[nsKey]*coldStart{}, stop: make(chan struct{})}
+	s.wg.Add(2)
+	go s.watchLost()
+	go s.trimLoop()
+	return s
+}
+
+// Result is a served request: the output and who served it.
+type Result struct {
+	Output    []byte
+	Container string
+	Node      string
+	Role      proxy.Role
+}
+
+// Invoke routes one request of (fn, session) to a container of its
+// namespace, creating the namespace on the first request.
+func (s *Scheduler) Invoke(ctx context.Context, fn *Function, session string, input []byte) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		ns, err := s.namespace(ctx, fn, session)
+		if err != nil {
+			return Result{}, err
+		}
+		m, err := ns.acquire(ctx)
+		if errors.Is(err, errNamespaceGone) && attempt == 0 {
+			s.forget(ns)
+			continue // the primary died before this request reached it
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		out, err := m.client.Invoke(ctx, input)
+		ns.release(m)
+		if errors.Is(err, wire.ErrClosed) {
+			// The container went away mid-request: whether the request
+			// ran is unknown, so it is not retried.
+			s.memberGone(ns, m.c.ID)
+			return Result{}, apierror.New(apierror.Unavailable, "container %s went away during the request", m.c.ID)
+		}
+		return Result{Output: out, Container: m.c.ID, Node: m.c.Node, Role: m.role}, err
+	}
+}
+
+// namespace returns the live namespace of (fn, session), or creates it.
+func (s *Scheduler) namespace(ctx context.Context, fn *Function, session string) (*namespace, error) {
+	key := nsKey{fn.Name, session}
+	s.mu.Lock()
+	if ns := s.namespaces[key]; ns != nil {
+		s.mu.Unlock()
+		return ns, nil
+	}
+	cs := s.starting[key]
+	if cs == nil {
+		cs = &coldStart{done: make(chan struct{})}
+		s.starting[key] = cs
+		s.wg.Add(1)
+		go s.coldStart(key, fn, cs)
+	}
+	s.mu.Unlock()
+	select {
+	case <-cs.done:
+		return cs.ns, cs.err
+	case <-ctx.Done():
+		return nil, apierror.New(apierror.Timeout, "the session did not start before the deadline")
+	}
+}
+
+// coldStart runs one ColdSession on behalf of every request waiting for
+// it; it is not tied to the first request's deadline.
+func (s *Scheduler) coldStart(key nsKey, fn *Function, cs *coldStart) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
+	defer cancel()
+	ns, err := s.coldSession(ctx, fn, key.session)
+	s.mu.Lock()
+	delete(s.starting, key)
+	if err == nil {
+		s.namespaces[key] = ns
+	}
+	s.mu.Unlock()
+	cs.ns, cs.err = ns, err
+	close(cs.done)
+}
+
+// coldSession creates a namespace: it adopts the primary the registry
+// names if that one is alive, else binds a pool container on the
+// least-loaded node as the new primary.
+func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session string) (*namespace, error) {
+	if owner, err := s.opts.Registry.Primary(ctx, fn.Name, session); err == nil {
+		if m, err := s.adopt(ctx, owner); err == nil {
+			return s.newNamespace(fn, session, m), nil
+		}
+		s.log.Warn("registered primary is unreachable; replacing it", "function", fn.Name, "session", session, "container", owner.Container)
+		_ = s.opts.Registry.ReleasePrimary(ctx, fn.Name, session, owner.Container)
+		_ = s.opts.Registry.Deregister(ctx, owner.Container)
+	}
+	start := time.Now()
+	m, err := s.startMember(ctx, fn, session, proxy.RolePrimary, "", "")
+	var lost *lostRace
+	if errors.As(err, &lost) {
+		if m, err = s.adopt(ctx, lost.owner); err == nil {
+			return s.newNamespace(fn, session, m), nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.m.coldSession.Observe(time.Since(start).Seconds())
+	return s.newNamespace(fn, session, m), nil
+}
+
+func (s *Scheduler) newNamespace(fn *Function, session string, primary *member) *namespace {
+	return &namespace{fn: fn, session: session, sched: s, members: []*member{primary}, lastUsed: time.Now()}
+}
+
+// lostRace: another control plane claimed the namespace first.
+type lostRace struct{ owner registry.Registration }
+
+func (e *lostRace) Error() string { return "namespace claimed by container " + e.owner.Container }
+
+// startMember claims a container on node (or the least-loaded node when
+// node is "" or full) and binds it to the namespace in role. A primary is
+// claimed in the registry (compare-and-swap) before it is bound.
+func (s *Scheduler) startMember(ctx context.Context, fn *Function, session string, role proxy.Role, node, primaryAddr string) (_ *member, err error) {
+	c, hit, err := s.claim(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	s.m.claims.WithLabelValues(hitLabel(hit)).Inc()
+	m := &member{c: c, role: role, owned: true}
+	defer func() {
+		if err != nil {
+			s.stopMember(m)
+		}
+	}()
+	if m.client, err = proxy.Dial(ctx, c.Addr); err != nil {
+		return nil, fmt.Errorf("connect to container %s: %w", c.ID, err)
+	}
+	reg := registration(fn.Name, session, m)
+	if role == proxy.RolePrimary {
+		owner, won, err := s.opts.Registry.ClaimPrimary(ctx, reg)
+		if err != nil {
+			return nil, fmt.Errorf("claim namespace: %w", err)
+		}
+		if !won {
+			return nil, &lostRace{owner: owner}
+		}
+	}
+	wasm, err := s.opts.Modules.Module(ctx, fn.Digest)
+	if err != nil {
+		return nil, err
+	}
+	err = m.client.Bind(ctx, proxy.Binding{Function: fn.Name, Session: session, Role: role,
+		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr})
+	if err != nil {
+		return nil, fmt.Errorf("bind container %s: %w", c.ID, err)
+	}
+	if role == proxy.RoleSecondary {
+		if err := s.opts.Registry.Register(ctx, reg); err != nil {
+			return nil, err
+		}
+	}
+	s.announce(reg, true)
+	s.log.Debug("container bound", "function", fn.Name, "session", session, "role", role, "container", c.ID, "node", c.Node, "pool_hit", hit)
+	return m, nil
+}
+
+// claim takes a container on node if it has room, else on the least-loaded
+// node.
+func (s *Scheduler) claim(ctx context.Context, node string) (placement.Container, bool, error) {
+	nodes, err := s.opts.Backend.Nodes(ctx)
+	if err != nil {
+		return placement.Container{}, false, err
+	}
+	target, ok := placement.Node{}, false
+	for _, n := range nodes {
+		if n.Name == node && n.Room() {
+			target, ok = n, true
+		}
+	}
+	if !ok {
+		if target, ok = placement.LeastLoaded(nodes); !ok {
+			return placement.Container{}, false, placement.ErrNoCapacity
+		}
+	}
+	return s.opts.Backend.Claim(ctx, target.Name)
+}
+
+// adopt connects to a primary placed by another control plane, or before
+// this one restarted, after checking that it serves the namespace.
+func (s *Scheduler) adopt(ctx context.Context, owner registry.Registration) (*member, error) {
+	cl, err := proxy.Dial(ctx, owner.Addr)
+	if err != nil {
+		return nil, err
+	}
+	st, err := cl.Status(ctx)
+	if err == nil && (st.Role != proxy.RolePrimary || st.Function != owner.Function || st.Session != owner.Session) {
+		err = fmt.Errorf("container %s serves %s/%s as %s", owner.Container, st.Function, st.Session, st.Role)
+	}
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &member{c: placement.Container{ID: owner.Container, Node: owner.Node, Addr: owner.Addr}, role: proxy.RolePrimary, client: cl}, nil
+}
+
+func registration(fn, session string, m *member) registry.Registration {
+	return registry.Registration{Container: m.c.ID, Function: fn, Session: session, Role: string(m.role), Node: m.c.Node, Addr: m.c.Addr}
+}
+
+func hitLabel(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+func (s *Scheduler) announce(r registry.Registration, up bool) {
+	if s.opts.Announcer != nil {
+		s.opts.Announcer.Announce(r, up)
+	}
+}
+
+// stopMember releases a member: its registrations, its connection and, if
+// this control plane placed it, the container.
+func (s *Scheduler) stopMember(m *member) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if m.client != nil {
+		m.client.Close()
+	}
+	if !m.owned {
+		return
+	}
+	if err := s.opts.Backend.Release(ctx, m.c.ID); err != nil {
+		s.log.Warn("failed to release a container", "container", m.c.ID, "error", err)
+	}
+	_ = s.opts.Registry.Deregister(ctx, m.c.ID)
+}
+
+// forget drops a dead namespace, releasing the primary's claim and every
+// container it still has.
+func (s *Scheduler) forget(ns *namespace) {
+	key := nsKey{ns.fn.Name, ns.session}
+	s.mu.Lock()
+	if s.namespaces[key] == ns {
+		delete(s.namespaces, key)
+	}
+	s.mu.Unlock()
+	ns.mu.Lock()
+	members := ns.members
+	ns.members, ns.dead = nil, true
+	ns.mu.Unlock()
+	if len(members) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.opts.Registry.ReleasePrimary(ctx, ns.fn.Name, ns.session, members[0].c.ID)
+	for _, m := range members {
+		s.announce(registration(ns.fn.Name, ns.session, m), false)
+		s.stopMember(m)
+	}
+}
+
+// memberGone handles a container that ended: a secondary leaves its
+// namespace; a primary takes the whole namespace with it.
+func (s *Scheduler) memberGone(ns *namespace, id string) {
+	found, wasPrimary := ns.remove(id)
+	if !found {
+		return
+	}
+	if wasPrimary {
+		s.log.Warn("session primary lost", "function", ns.fn.Name, "session", ns.session, "container", id)
+		s.forget(ns)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reg := registry.Registration{Container: id, Function: ns.fn.Name, Session: ns.session, Role: string(proxy.RoleSecondary)}
+	s.announce(reg, false)
+	_ = s.opts.Registry.Deregister(ctx, id)
+}
+
+func (s *Scheduler) watchLost() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case c := <-s.opts.Backend.Lost():
+			for _, ns := range s.all() {
+				s.memberGone(ns, c.ID)
+			}
+		}
+	}
+}
+
+func (s *Scheduler) all() []*namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*namespace, 0, len(s.namespaces))
+	for _, ns := range s.namespaces {
+		out = append(out, ns)
+	}
+	return out
+}
+
+// trimLoop releases secondaries idle for SecondaryIdle: they hold no state.
+func (s *Scheduler) trimLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(max(s.opts.SecondaryIdle/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+			for _, ns := range s.all() {
+				for _, m := range ns.idleSecondaries(s.opts.SecondaryIdle) {
+					s.announce(registration(ns.fn.Name, ns.session, m), false)
+					s.stopMember(m)
+				}
+			}
+		}
+	}
+}
+
+// idleSecondaries removes and returns the secondaries of an idle namespace.
+func (ns *namespace) idleSecondaries(idle time.Duration) []*member {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.dead || len(ns.members) < 2 || time.Since(ns.lastUsed) < idle {
+		return nil
+	}
+	var out, keep []*member
+	for i, m := range ns.members {
+		if i > 0 && m.inflight == 0 {
+			out = append(out, m)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	ns.members = keep
+	return out
+}
+
+// Evict releases a namespace now. It reports whether the namespace existed.
+func (s *Scheduler) Evict(fn, session string) bool {
+	s.mu.Lock()
+	ns := s.namespaces[nsKey{fn, session}]
+	s.mu.Unlock()
+	if ns == nil {
+		return false
+	}
+	s.forget(ns)
+	return true
+}
+
+// EvictFunction releases every namespace of fn (it was deleted).
+func (s *Scheduler) EvictFunction(fn string) {
+	for _, ns := range s.all() {
+		if ns.fn.Name == fn {
+			s.forget(ns)
+		}
+	}
+}
+
+// Close releases every namespace and stops the scheduler.
+func (s *Scheduler) Close() {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	close(s.stop)
+	s.wg.Wait()
+	for _, ns := range s.all() {
+		s.forget(ns)
+	}
+}
