@@ -366,8 +366,8 @@ func (s *Server) evictSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"evicted": id})
 }
 
-// errorBody is the JSON of every error response.
-type errorBody struct {
+// ErrorBody is the JSON of every error response.
+type ErrorBody struct {
 	Error string `json:"error"`
 	Kind  string `json:"kind"`
 }
@@ -380,7 +380,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if ae.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
-	writeJSON(w, ae.Kind.Status(), errorBody{Error: ae.Message, Kind: string(ae.Kind)})
+	writeJSON(w, ae.Kind.Status(), ErrorBody{Error: ae.Message, Kind: string(ae.Kind)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,7 +1,8 @@
-package controlplane
+package controlplane_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,47 +11,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/cptest"
 	"github.com/xfaas/xfaas/internal/hint"
 	"github.com/xfaas/xfaas/internal/linearcheck"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
 func TestDeployInvokeAndDescribe(t *testing.T) {
-	e := startEnv(t, envOptions{})
-	info := e.deploy("counter", "c/counter", `{"max_workers": 2}`)
+	e := cptest.Start(t, cptest.Options{})
+	info := e.Deploy("counter", "c/counter", `{"max_workers": 2}`)
 	if info.Version == 0 || info.Hints != "sealed" || info.Config.MaxWorkers != 2 || !strings.HasPrefix(info.Digest, "sha256:") {
 		t.Fatalf("deploy answered %+v", info)
 	}
 	for _, want := range []string{"1", "2", "3"} {
-		inv := e.mustInvoke("counter", "", "incr")
-		if inv.body != want || inv.role != "primary" || inv.container == "" || inv.node == "" {
+		inv := e.MustInvoke("counter", "", "incr")
+		if inv.Body != want || inv.Role != "primary" || inv.Container == "" || inv.Node == "" {
 			t.Fatalf("invoke: %+v; want %s from a primary", inv, want)
 		}
 	}
-	var list []FunctionInfo
-	if e.getJSON("/v1/functions", &list); len(list) != 1 || list[0].Name != "counter" {
+	var list []controlplane.FunctionInfo
+	if e.GetJSON("/v1/functions", &list); len(list) != 1 || list[0].Name != "counter" {
 		t.Fatalf("list: %+v", list)
 	}
-	var sessions []SessionInfo
-	e.getJSON("/v1/functions/counter/sessions", &sessions)
+	var sessions []controlplane.SessionInfo
+	e.GetJSON("/v1/functions/counter/sessions", &sessions)
 	if len(sessions) != 1 || sessions[0].ID != string(hint.DefaultSession) || sessions[0].Primary == nil || sessions[0].StateKeys != 1 || sessions[0].Status != "active" {
 		t.Fatalf("sessions: %+v", sessions)
 	}
-	if status := e.getJSON("/v1/functions/nothere", nil); status != http.StatusNotFound {
+	if status := e.GetJSON("/v1/functions/nothere", nil); status != http.StatusNotFound {
 		t.Fatalf("describe unknown: %d", status)
 	}
-	if inv := e.invoke("nothere", "", ""); inv.status != http.StatusNotFound || inv.kind != "not_found" {
+	if inv := e.Invoke("nothere", "", ""); inv.Status != http.StatusNotFound || inv.Kind != "not_found" {
 		t.Fatalf("invoke unknown: %+v", inv)
 	}
 	// A redeploy keeps the hint keyset: a client's tokens stay valid.
-	again := e.deploy("counter", "c/counter", `{"max_workers": 3}`)
+	again := e.Deploy("counter", "c/counter", `{"max_workers": 3}`)
 	if again.Version <= info.Version || again.HintKeyID != info.HintKeyID && again.HintKeyID == "" {
 		t.Fatalf("redeploy: %+v after %+v", again, info)
 	}
 }
 
 func TestDeployRefusesBadInput(t *testing.T) {
-	e := startEnv(t, envOptions{})
+	e := cptest.Start(t, cptest.Options{})
 	wasm := testwasm.Bytes(t, "c/counter")
 	cases := []struct {
 		name  string
@@ -70,30 +73,31 @@ func TestDeployRefusesBadInput(t *testing.T) {
 		{"good", map[string][]byte{"module": make([]byte, 33<<20)}, "too_large", "exceeds"},
 	}
 	for _, c := range cases {
-		resp := e.deployForm(c.name, c.parts, "")
-		var eb errorBody
-		decodeJSON(resp, &eb)
+		resp := e.DeployForm(c.name, c.parts, "")
+		var eb controlplane.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
 		if eb.Kind != c.kind || !strings.Contains(eb.Error, c.says) {
 			t.Errorf("deploy %s with %v: %d %+v; want %s mentioning %q", c.name, keys(c.parts), resp.StatusCode, eb, c.kind, c.says)
 		}
 	}
-	if status := e.getJSON("/v1/functions/good", nil); status != http.StatusNotFound {
+	if status := e.GetJSON("/v1/functions/good", nil); status != http.StatusNotFound {
 		t.Fatalf("a refused deploy left a function behind: %d", status)
 	}
-	e.deploy("good", "c/counter", "")
-	req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/good/invoke", bytes.NewReader(make([]byte, 7<<20)))
-	if inv := e.do(req); inv.status != http.StatusRequestEntityTooLarge || inv.kind != "too_large" {
+	e.Deploy("good", "c/counter", "")
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/good/invoke", bytes.NewReader(make([]byte, 7<<20)))
+	if inv := e.Do(req); inv.Status != http.StatusRequestEntityTooLarge || inv.Kind != "too_large" {
 		t.Fatalf("7 MiB invoke: %+v", inv)
 	}
 }
 
 // Forged, tampered, truncated, foreign and misplaced hints are all 403.
 func TestHintForgeryMatrix(t *testing.T) {
-	e := startEnv(t, envOptions{})
-	e.deploy("counter", "c/counter", "")
-	e.deploy("other", "c/counter", "")
-	good, _ := e.keys["counter"].Seal("counter", "alice")
-	foreign, _ := e.keys["other"].Seal("other", "alice")
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("counter", "c/counter", "")
+	e.Deploy("other", "c/counter", "")
+	good, _ := e.Keys["counter"].Seal("counter", "alice")
+	foreign, _ := e.Keys["other"].Seal("other", "alice")
 	wrongKey, _ := hint.Generate().Seal("counter", "alice")
 	flipped := []byte(good)
 	flipped[len(flipped)/2] ^= 1
@@ -110,21 +114,21 @@ func TestHintForgeryMatrix(t *testing.T) {
 		"label in the open": "alice",
 	}
 	for what, token := range bad {
-		req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/counter/invoke", strings.NewReader("incr"))
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/counter/invoke", strings.NewReader("incr"))
 		req.Header.Set(hint.Header, token)
-		if inv := e.do(req); inv.status != http.StatusForbidden || inv.kind != "bad_hint" || strings.Contains(inv.body, "alice") {
-			t.Errorf("%s: %d %s %q; want 403 bad_hint without the label", what, inv.status, inv.kind, inv.body)
+		if inv := e.Do(req); inv.Status != http.StatusForbidden || inv.Kind != "bad_hint" || strings.Contains(inv.Body, "alice") {
+			t.Errorf("%s: %d %s %q; want 403 bad_hint without the label", what, inv.Status, inv.Kind, inv.Body)
 		}
 	}
-	if inv := e.invoke("counter", "alice", "incr"); inv.status != http.StatusOK || inv.body != "1" {
-		t.Fatalf("the good token: %+v", inv)
+	if inv := e.Invoke("counter", "alice", "incr"); inv.Status != http.StatusOK || inv.Body != "1" {
+		t.Fatalf("the good Token: %+v", inv)
 	}
 	// A function deployed without a key serves only the default session.
-	resp := e.deployForm("keyless", map[string][]byte{"module": testwasm.Bytes(t, "c/counter")}, "")
+	resp := e.DeployForm("keyless", map[string][]byte{"module": testwasm.Bytes(t, "c/counter")}, "")
 	resp.Body.Close()
-	req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/keyless/invoke", nil)
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/keyless/invoke", nil)
 	req.Header.Set(hint.Header, good)
-	if inv := e.do(req); inv.status != http.StatusForbidden {
+	if inv := e.Do(req); inv.Status != http.StatusForbidden {
 		t.Fatalf("hint for a keyless function: %+v", inv)
 	}
 }
@@ -132,21 +136,21 @@ func TestHintForgeryMatrix(t *testing.T) {
 // One session's requests reach one primary at low load; sessions spread
 // across nodes.
 func TestStickinessAndSpread(t *testing.T) {
-	e := startEnv(t, envOptions{nodes: 2, pool: 2})
-	e.deploy("counter", "c/counter", "")
+	e := cptest.Start(t, cptest.Options{Nodes: 2, Pool: 2})
+	e.Deploy("counter", "c/counter", "")
 	where := map[string]string{}
 	nodes := map[string]bool{}
 	for round := range 5 {
 		for _, label := range []string{"alice", "bob", "carol", "dave"} {
-			inv := e.mustInvoke("counter", label, "incr")
-			if inv.body != strconv.Itoa(round+1) {
-				t.Fatalf("%s round %d: count %s", label, round, inv.body)
+			inv := e.MustInvoke("counter", label, "incr")
+			if inv.Body != strconv.Itoa(round+1) {
+				t.Fatalf("%s round %d: count %s", label, round, inv.Body)
 			}
-			if prev, ok := where[label]; ok && prev != inv.container {
-				t.Fatalf("%s moved from %s to %s at low load", label, prev, inv.container)
+			if prev, ok := where[label]; ok && prev != inv.Container {
+				t.Fatalf("%s moved from %s to %s at low load", label, prev, inv.Container)
 			}
-			where[label] = inv.container
-			nodes[inv.node] = true
+			where[label] = inv.Container
+			nodes[inv.Node] = true
 		}
 	}
 	if len(nodes) != 2 {
@@ -158,9 +162,9 @@ func TestStickinessAndSpread(t *testing.T) {
 // secondaries join (on the primary's node first); the count is exact and
 // the history linearizable.
 func TestScaleOutKeepsStateLinearizable(t *testing.T) {
-	e := startEnv(t, envOptions{nodes: 2, pool: 3})
-	e.deploy("counter", "c/counter", `{"max_workers": 2, "max_containers": 4}`)
-	e.mustInvoke("counter", "alice", "get") // the namespace exists before the rush
+	e := cptest.Start(t, cptest.Options{Nodes: 2, Pool: 3})
+	e.Deploy("counter", "c/counter", `{"max_workers": 2, "max_containers": 4}`)
+	e.MustInvoke("counter", "alice", "get") // the namespace exists before the rush
 	h := linearcheck.NewHistory()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -171,22 +175,22 @@ func TestScaleOutKeepsStateLinearizable(t *testing.T) {
 		wg.Go(func() {
 			for range each {
 				call := h.Now()
-				inv := e.invoke("counter", "alice", "incr")
+				inv := e.Invoke("counter", "alice", "incr")
 				ret := h.Now()
-				if inv.status != http.StatusOK {
-					t.Errorf("client %d: %d %s %s", c, inv.status, inv.kind, inv.body)
+				if inv.Status != http.StatusOK {
+					t.Errorf("client %d: %d %s %s", c, inv.Status, inv.Kind, inv.Body)
 					return
 				}
-				h.Add(c, linearcheck.Input{Kind: linearcheck.Incr, Key: "count"}, call, linearcheck.Output{Value: inv.body}, ret)
+				h.Add(c, linearcheck.Input{Kind: linearcheck.Incr, Key: "count"}, call, linearcheck.Output{Value: inv.Body}, ret)
 				mu.Lock()
-				roles[inv.role]++
-				nodes[inv.node+"/"+inv.role]++
+				roles[inv.Role]++
+				nodes[inv.Node+"/"+inv.Role]++
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	if got := e.mustInvoke("counter", "alice", "get").body; got != strconv.Itoa(clients*each) {
+	if got := e.MustInvoke("counter", "alice", "get").Body; got != strconv.Itoa(clients*each) {
 		t.Fatalf("count %s after %d increments", got, clients*each)
 	}
 	if roles["secondary"] == 0 {
@@ -194,8 +198,8 @@ func TestScaleOutKeepsStateLinearizable(t *testing.T) {
 	}
 	t.Logf("served by role: %v; by node/role: %v", roles, nodes)
 	h.Check(t, time.Minute)
-	var sessions []SessionInfo
-	e.getJSON("/v1/functions/counter/sessions", &sessions)
+	var sessions []controlplane.SessionInfo
+	e.GetJSON("/v1/functions/counter/sessions", &sessions)
 	if len(sessions) != 1 || sessions[0].Primary == nil || len(sessions[0].Secondaries) == 0 || len(sessions[0].Secondaries) > 3 {
 		t.Fatalf("session after the rush: %+v", sessions)
 	}
@@ -204,15 +208,15 @@ func TestScaleOutKeepsStateLinearizable(t *testing.T) {
 // Past max_containers × max_workers and the queue, requests get 429 with
 // Retry-After; every request answered 200 was applied.
 func TestOverloadAnswers429(t *testing.T) {
-	e := startEnv(t, envOptions{})
-	e.deploy("spin", "test/spin", `{"max_workers": 1, "max_containers": 1}`)
-	e.mustInvoke("spin", "", "1")
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("spin", "test/spin", `{"max_workers": 1, "max_containers": 1}`)
+	e.MustInvoke("spin", "", "1")
 	var wg sync.WaitGroup
 	var ok, overloaded atomic.Int64
 	var retryAfter atomic.Value
 	for range 12 {
 		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/spin/invoke", strings.NewReader("200"))
+			req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/spin/invoke", strings.NewReader("200"))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Error(err)
@@ -240,62 +244,62 @@ func TestOverloadAnswers429(t *testing.T) {
 }
 
 func TestManagementToken(t *testing.T) {
-	e := startEnv(t, envOptions{token: "s3cret"})
+	e := cptest.Start(t, cptest.Options{Token: "s3cret"})
 	wasm := testwasm.Bytes(t, "c/counter")
 	for _, token := range []string{"", "wrong"} {
-		resp := e.deployForm("counter", map[string][]byte{"module": wasm}, token)
+		resp := e.DeployForm("counter", map[string][]byte{"module": wasm}, token)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("deploy with token %q: %s", token, resp.Status)
 		}
 	}
-	resp := e.deployForm("counter", map[string][]byte{"module": wasm}, "s3cret")
+	resp := e.DeployForm("counter", map[string][]byte{"module": wasm}, "s3cret")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("deploy with the token: %s", resp.Status)
+		t.Fatalf("deploy with the Token: %s", resp.Status)
 	}
-	if inv := e.invoke("counter", "", "incr"); inv.status != http.StatusOK {
-		t.Fatalf("invoke needs no token: %+v", inv)
+	if inv := e.Invoke("counter", "", "incr"); inv.Status != http.StatusOK {
+		t.Fatalf("invoke needs no Token: %+v", inv)
 	}
-	req, _ := http.NewRequest(http.MethodDelete, e.api.URL+"/v1/functions/counter", nil)
-	if inv := e.do(req); inv.status != http.StatusUnauthorized {
-		t.Fatalf("delete without the token: %+v", inv)
+	req, _ := http.NewRequest(http.MethodDelete, e.URL+"/v1/functions/counter", nil)
+	if inv := e.Do(req); inv.Status != http.StatusUnauthorized {
+		t.Fatalf("delete without the Token: %+v", inv)
 	}
 }
 
 func TestDeleteReleasesContainers(t *testing.T) {
-	e := startEnv(t, envOptions{})
-	e.deploy("counter", "c/counter", "")
-	e.mustInvoke("counter", "alice", "incr")
-	req, _ := http.NewRequest(http.MethodDelete, e.api.URL+"/v1/functions/counter", nil)
-	if inv := e.do(req); inv.status != http.StatusOK {
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("counter", "c/counter", "")
+	e.MustInvoke("counter", "alice", "incr")
+	req, _ := http.NewRequest(http.MethodDelete, e.URL+"/v1/functions/counter", nil)
+	if inv := e.Do(req); inv.Status != http.StatusOK {
 		t.Fatalf("delete: %+v", inv)
 	}
-	if inv := e.invoke("counter", "", "incr"); inv.status != http.StatusNotFound {
+	if inv := e.Invoke("counter", "", "incr"); inv.Status != http.StatusNotFound {
 		t.Fatalf("invoke after delete: %+v", inv)
 	}
 	waitFor(t, "containers released", func() bool {
-		nodes, _ := e.backend.Nodes(t.Context())
+		nodes, _ := e.Backend.Nodes(t.Context())
 		return nodes[0].Claimed == 0
 	})
 }
 
 // A session whose primary process dies is recreated on the next request.
 func TestLostPrimaryIsReplaced(t *testing.T) {
-	e := startEnv(t, envOptions{pool: 2})
-	e.deploy("counter", "c/counter", "")
-	first := e.mustInvoke("counter", "alice", "incr")
-	regs, _ := e.reg.List(t.Context(), "counter")
-	if len(regs) != 1 || regs[0].Container != first.container || regs[0].Role != "primary" {
+	e := cptest.Start(t, cptest.Options{Pool: 2})
+	e.Deploy("counter", "c/counter", "")
+	first := e.MustInvoke("counter", "alice", "incr")
+	regs, _ := e.Reg.List(t.Context(), "counter")
+	if len(regs) != 1 || regs[0].Container != first.Container || regs[0].Role != "primary" {
 		t.Fatalf("registry: %+v", regs)
 	}
-	e.kill(first.container)
+	e.Kill(first.Container)
 	waitFor(t, "lost primary forgotten", func() bool {
-		_, err := e.reg.Primary(t.Context(), "counter", e.sessionID("counter", "alice"))
+		_, err := e.Reg.Primary(t.Context(), "counter", e.SessionID("counter", "alice"))
 		return err != nil
 	})
-	next := e.mustInvoke("counter", "alice", "incr")
-	if next.container == first.container {
+	next := e.MustInvoke("counter", "alice", "incr")
+	if next.Container == first.Container {
 		t.Fatal("served by the dead container")
 	}
 }
@@ -304,11 +308,11 @@ func TestLostPrimaryIsReplaced(t *testing.T) {
 // same session, another label in another, and a request the hook refuses
 // is a 403.
 func TestHookNamesTheSession(t *testing.T) {
-	e := startEnv(t, envOptions{})
-	e.deploy("users", "test/hook", "")
-	e.deploy("greeter", "test/hook", `{"hook": "users"}`)
-	id := func(body string) (string, invocation) {
-		req, _ := http.NewRequest(http.MethodPost, e.api.URL+"/v1/functions/greeter/invoke", strings.NewReader(body))
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("users", "test/hook", "")
+	e.Deploy("greeter", "test/hook", `{"hook": "users"}`)
+	id := func(body string) (string, cptest.Invocation) {
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/greeter/invoke", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -317,18 +321,18 @@ func TestHookNamesTheSession(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("invoke %q: %s", body, resp.Status)
 		}
-		return resp.Header.Get(HeaderSessionID), invocation{container: resp.Header.Get(HeaderContainer)}
+		return resp.Header.Get(controlplane.HeaderSessionID), cptest.Invocation{Container: resp.Header.Get(controlplane.HeaderContainer)}
 	}
 	a1, inv1 := id("alice buys")
 	a2, inv2 := id("alice sells")
 	b, _ := id("bob buys")
-	if !hint.ValidSessionID(a1) || a1 != a2 || inv1.container != inv2.container {
-		t.Fatalf("alice's requests: sessions %q %q on %s %s", a1, a2, inv1.container, inv2.container)
+	if !hint.ValidSessionID(a1) || a1 != a2 || inv1.Container != inv2.Container {
+		t.Fatalf("alice's requests: sessions %q %q on %s %s", a1, a2, inv1.Container, inv2.Container)
 	}
 	if b == a1 {
 		t.Fatal("alice and bob share a session")
 	}
-	if inv := e.invoke("greeter", "", "   "); inv.status != http.StatusForbidden || inv.kind != "bad_hint" {
+	if inv := e.Invoke("greeter", "", "   "); inv.Status != http.StatusForbidden || inv.Kind != "bad_hint" {
 		t.Fatalf("a request the hook refuses: %+v", inv)
 	}
 }

@@ -1,0 +1,241 @@
+// Package cptest starts a control plane on real parts for tests: an
+// in-process NATS server with JetStream, the local placement backend
+// running xfaas proxy processes, the memory registry, and the HTTP API on a
+// test server. It is what the control plane's, the CLI's and the
+// benchmarks' tests run against.
+package cptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/internal/testbin"
+	"github.com/xfaas/xfaas/internal/testwasm"
+)
+
+// Env is a running control plane.
+type Env struct {
+	t *testing.T
+	// URL is the HTTP API's base URL.
+	URL     string
+	Server  *controlplane.Server
+	Backend *placement.Local
+	Reg     *registry.Memory
+	// NATS is the server's client URL.
+	NATS string
+	// Keys are the hint keysets of the functions Deploy deployed.
+	Keys map[string]hint.Keyset
+}
+
+// Options configure Start.
+type Options struct {
+	// Nodes and Pool size the local backend; the defaults are 1 and 1.
+	Nodes, Pool   int
+	Token         string
+	SecondaryIdle time.Duration
+	// Network is "unix" (the default) or "tcp" for container addresses.
+	Network string
+}
+
+// Start starts a control plane, stopped when the test ends.
+func Start(t *testing.T, o Options) *Env {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	cache := filepath.Join(os.TempDir(), "xfaas-test-compile-cache")
+	log := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Warn})
+	backend, err := placement.NewLocal(placement.LocalOptions{Binary: testbin.Xfaas(t), Dir: t.TempDir(),
+		Nodes: max(o.Nodes, 1), PoolSize: max(o.Pool, 1), CacheDir: cache, Cgroups: true, Network: o.Network, Logger: log.Named("local")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{t: t, Backend: backend, Reg: registry.NewMemory(), NATS: ns.ClientURL(), Keys: map[string]hint.Keyset{}}
+	e.Server, err = controlplane.NewServer(context.Background(), controlplane.Config{Token: o.Token, CacheDir: cache, SecondaryIdle: o.SecondaryIdle},
+		controlplane.Deps{NATS: nc, Backend: backend, Registry: e.Reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(e.Server.Handler())
+	e.URL = api.URL
+	t.Cleanup(func() {
+		api.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		e.Server.Close(ctx)
+		if err := backend.Close(ctx); err != nil {
+			t.Errorf("close backend: %v", err)
+		}
+	})
+	return e
+}
+
+// testWriter sends log lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// Deploy deploys guest (a testwasm name) as name with a fresh hint keyset
+// and config JSON, and fails the test unless it succeeds.
+func (e *Env) Deploy(name, guest, config string) controlplane.FunctionInfo {
+	e.t.Helper()
+	ks := hint.Generate()
+	e.Keys[name] = ks
+	vk, _ := ks.VerifyKey().MarshalText()
+	resp := e.DeployForm(name, map[string][]byte{"module": testwasm.Bytes(e.t, guest), "config": []byte(config), "hint_key": vk}, "")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("deploy %s: %s %s", name, resp.Status, body)
+	}
+	var info controlplane.FunctionInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+// DeployForm sends a deploy form with the given parts, as is.
+func (e *Env) DeployForm(name string, parts map[string][]byte, token string) *http.Response {
+	e.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for field, data := range parts {
+		w, _ := mw.CreateFormFile(field, field)
+		w.Write(data)
+	}
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPut, e.URL+"/v1/functions/"+name, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp
+}
+
+// Invocation is an answered invocation. For an error, Body is the error
+// message and Kind its kind.
+type Invocation struct {
+	Status    int
+	Body      string
+	Container string
+	Role      string
+	Node      string
+	SessionID string
+	Kind      string
+}
+
+// Invoke calls fn with a hint sealed from label ("" for none).
+func (e *Env) Invoke(fn, label, body string) Invocation {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/"+fn+"/invoke", bytes.NewBufferString(body))
+	if label != "" {
+		token, err := e.Keys[fn].Seal(fn, label)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		req.Header.Set(hint.Header, token)
+	}
+	return e.Do(req)
+}
+
+// Do sends a request and reads the answer.
+func (e *Env) Do(req *http.Request) Invocation {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	inv := Invocation{Status: resp.StatusCode, Body: string(data), Container: resp.Header.Get(controlplane.HeaderContainer),
+		Role: resp.Header.Get(controlplane.HeaderRole), Node: resp.Header.Get(controlplane.HeaderNode),
+		SessionID: resp.Header.Get(controlplane.HeaderSessionID)}
+	if resp.StatusCode != http.StatusOK {
+		var eb controlplane.ErrorBody
+		json.Unmarshal(data, &eb)
+		inv.Kind, inv.Body = eb.Kind, eb.Error
+	}
+	return inv
+}
+
+// MustInvoke is Invoke that fails the test unless the answer is 200.
+func (e *Env) MustInvoke(fn, label, body string) Invocation {
+	e.t.Helper()
+	inv := e.Invoke(fn, label, body)
+	if inv.Status != http.StatusOK {
+		e.t.Fatalf("invoke %s %q: %d %s %s", fn, label, inv.Status, inv.Kind, inv.Body)
+	}
+	return inv
+}
+
+// GetJSON gets path from the API, decodes it into v (if not nil) and
+// returns the status.
+func (e *Env) GetJSON(path string, v any) int {
+	e.t.Helper()
+	resp, err := http.Get(e.URL + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
+}
+
+// Kill sends SIGKILL to a container's process, as a crash would.
+func (e *Env) Kill(container string) {
+	e.t.Helper()
+	pid, ok := e.Backend.Pid(container)
+	if !ok {
+		e.t.Fatalf("no process for container %s", container)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// SessionID is the platform's id of label's session of fn.
+func (e *Env) SessionID(fn, label string) string {
+	token, err := e.Keys[fn].Seal(fn, label)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(hint.SessionIDOf(token))
+}
