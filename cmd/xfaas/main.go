@@ -40,12 +40,14 @@ type cli struct {
 	stdout, stderr io.Writer
 }
 
-var commands = map[string]command{
-	"proxy": {"run one session container (the entrypoint of a container)", runProxy},
-	"version": {"print the version", func(_ context.Context, env *cli, _ []string) error {
+// commands are the subcommands; each file registers its own in init.
+var commands = map[string]command{}
+
+func init() {
+	commands["version"] = command{"print the version", func(_ context.Context, env *cli, _ []string) error {
 		fmt.Fprintln(env.stdout, "xfaas", version)
 		return nil
-	}},
+	}}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

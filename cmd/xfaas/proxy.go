@@ -23,6 +23,10 @@ type readyLine struct {
 	Addr      string `json:"addr"`
 }
 
+func init() {
+	commands["proxy"] = command{"run one session container (the entrypoint of a container)", runProxy}
+}
+
 func runProxy(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "proxy", "[flags]")
 	listen := fs.String("listen", "tcp://127.0.0.1:0", "address to serve on: tcp://HOST:PORT or unix:///PATH")
