@@ -117,47 +117,65 @@ func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) {
 // "hint_key" (the verify key of the function's hint keyset).
 func (s *Server) deployFunction(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !functionName.MatchString(name) {
-		writeError(w, apierror.New(apierror.BadRequest, "function names are 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit"))
-		return
-	}
 	form, err := s.readDeployForm(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	cfg, err := fnconfig.Parse(form.config)
-	if err != nil {
-		writeError(w, apierror.New(apierror.BadRequest, "%v", err))
-		return
-	}
-	if err := s.checkHook(name, cfg); err != nil {
-		writeError(w, err)
-		return
-	}
-	if form.hintKey != "" {
-		if _, err := hint.ParseVerifyKey(form.hintKey); err != nil {
-			writeError(w, apierror.New(apierror.BadRequest, "hint_key: %v", err))
-			return
-		}
-	}
-	m, err := s.engine.Compile(r.Context(), form.module)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	_, existed := s.fns.Lookup(name)
-	f, err := s.fns.Deploy(r.Context(), name, form.module, m.Digest, cfg, form.hintKey)
+	info, err := s.Deploy(r.Context(), name, form.module, form.config, form.hintKey)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.log.Info("function deployed", "function", name, "version", f.Version, "digest", f.Digest, "compile_ms", m.CompileTime.Milliseconds())
 	status := http.StatusCreated
 	if existed {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, infoOf(f))
+	writeJSON(w, status, info)
+}
+
+// Deploy validates and stores a function: its module (compiled here, so a
+// bad module is refused with the reason and the node's compilation cache is
+// warm), its config JSON, and the verify key of its hint keyset ("" keeps
+// the current one).
+func (s *Server) Deploy(ctx context.Context, name string, module, config []byte, hintKey string) (FunctionInfo, error) {
+	f, err := s.deploy(ctx, name, module, config, hintKey)
+	if err != nil {
+		return FunctionInfo{}, err
+	}
+	return infoOf(f), nil
+}
+
+func (s *Server) deploy(ctx context.Context, name string, module, config []byte, hintKey string) (*Function, error) {
+	if !functionName.MatchString(name) {
+		return nil, apierror.New(apierror.BadRequest, "function names are 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit")
+	}
+	if len(module) > s.cfg.MaxModuleBytes {
+		return nil, apierror.New(apierror.TooLarge, "module of %d bytes exceeds %d", len(module), s.cfg.MaxModuleBytes)
+	}
+	cfg, err := fnconfig.Parse(config)
+	if err != nil {
+		return nil, apierror.New(apierror.BadRequest, "%v", err)
+	}
+	if err := s.checkHook(name, cfg); err != nil {
+		return nil, err
+	}
+	if hintKey != "" {
+		if _, err := hint.ParseVerifyKey(hintKey); err != nil {
+			return nil, apierror.New(apierror.BadRequest, "hint_key: %v", err)
+		}
+	}
+	m, err := s.engine.Compile(ctx, module)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.fns.Deploy(ctx, name, module, m.Digest, cfg, hintKey)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("function deployed", "function", name, "version", f.Version, "digest", f.Digest, "compile_ms", m.CompileTime.Milliseconds())
+	return f, nil
 }
 
 type deployForm struct {
