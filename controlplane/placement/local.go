@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -167,7 +168,8 @@ func (l *Local) rootGroup() *cgroup.Group {
 		return nil
 	}
 	l.hier = h
-	root := h.Group("xfaas-dev-" + strconv.Itoa(os.Getpid()))
+	removeStaleRoots(h, l.log)
+	root := h.Group(rootPrefix + strconv.Itoa(os.Getpid()))
 	for _, n := range l.nodes {
 		if err := h.Group(root.Path() + "/" + n.name).Create(nil); err != nil {
 			l.log.Warn("containers run without cgroup limits", "reason", err)
@@ -176,6 +178,31 @@ func (l *Local) rootGroup() *cgroup.Group {
 		}
 	}
 	return root
+}
+
+// rootPrefix names a local backend's root group; the suffix is its pid.
+const rootPrefix = "xfaas-dev-"
+
+// removeStaleRoots removes the groups of local backends whose process died
+// without cleaning up (kill -9), with any container still in them.
+func removeStaleRoots(h *cgroup.Hierarchy, log hclog.Logger) {
+	names, err := h.Children("/")
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		pid, err := strconv.Atoi(strings.TrimPrefix(name, rootPrefix))
+		if !strings.HasPrefix(name, rootPrefix) || err != nil || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		g := h.Group(name)
+		_ = g.Kill()
+		if err := g.Remove(); err != nil {
+			log.Warn("failed to remove a stale cgroup", "cgroup", name, "error", err)
+			continue
+		}
+		log.Info("removed the cgroup of a dead control plane", "cgroup", name)
+	}
 }
 
 // Nodes reports the simulated nodes.

@@ -284,6 +284,10 @@ func TestRealWorkerQuotaHolds(t *testing.T) {
 	if err := w.Create(Resources(100, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
+	self, err := h.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
 	const wall = 1500 * time.Millisecond
 	done := make(chan error)
 	go func() {
@@ -299,7 +303,9 @@ func TestRealWorkerQuotaHolds(t *testing.T) {
 		}
 		for start := time.Now(); time.Since(start) < wall; {
 		}
-		done <- w.ReturnThread(tid)
+		// Back to this process's own group, not c1, which it never joined:
+		// the thread may be Go's main thread, which outlives the goroutine.
+		done <- self.Thread("w").ReturnThread(tid)
 	}()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -370,5 +376,33 @@ func BenchmarkWorkerGroup(b *testing.B) {
 	// Move the thread back before the groups go.
 	if err := self.Thread("w").ReturnThread(tid); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// Kill reaches processes in groups below the group; Children lists groups.
+func TestKillReachesDescendants(t *testing.T) {
+	h, parent := host(t)
+	child := h.Group(parent.Path() + "/node/c1")
+	if err := child.Create(nil); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.AddProcess(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := h.Children(parent.Path()); err != nil || !slices.Equal(names, []string{"node"}) {
+		t.Fatalf("Children = %v, %v", names, err)
+	}
+	if err := parent.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("sleep was not killed")
+	}
+	if err := parent.Remove(); err != nil {
+		t.Fatalf("Remove after Kill: %v", err)
 	}
 }

@@ -218,9 +218,13 @@ func (g *Group) AddThread(tid int) error {
 // container group. A worker thread does this before its goroutine ends:
 // Go keeps a locked thread alive when it is the process's main thread, and
 // a thread left behind would keep g from being removed.
+// A thread that has already exited needs no returning.
 func (g *Group) ReturnThread(tid int) error {
 	home := &Group{h: g.h, rel: path.Dir(g.rel), thread: true}
-	return home.AddThread(tid)
+	if err := home.AddThread(tid); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
 }
 
 // Procs lists the processes in the group.
@@ -248,19 +252,29 @@ func (g *Group) ids(file string) ([]int, error) {
 	return pids, nil
 }
 
-// Kill sends SIGKILL to every process in the group.
+// Kill sends SIGKILL to every process in the group and in the groups below
+// it, except the calling process: a group lists a process when any of its
+// threads is in it, and a worker thread of this process may be.
 func (g *Group) Kill() error {
-	pids, err := g.Procs()
-	if err != nil {
+	self := os.Getpid()
+	return filepath.WalkDir(g.dirs()[0], func(path string, d os.DirEntry, err error) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return err
-	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	return nil
+		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil // the group went away meanwhile
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != self {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		return nil
+	})
 }
 
 // Remove removes the group and every group below it, deepest first. A

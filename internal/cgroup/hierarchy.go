@@ -213,6 +213,25 @@ func parseProcCgroup(data string, mode Mode) (string, error) {
 	return "", fmt.Errorf("%w: no %v entry in the process's cgroup file", ErrUnavailable, mode)
 }
 
+// Children lists the names of the groups directly below rel.
+func (h *Hierarchy) Children(rel string) ([]string, error) {
+	c := ""
+	if h.mode == V1 {
+		c = "cpu"
+	}
+	entries, err := os.ReadDir(h.dir(c, rel))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
 // dir is the directory of group rel in the hierarchy of controller c ("" on
 // v2). rel is a path from the hierarchy's root.
 func (h *Hierarchy) dir(c, rel string) string {

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/xfaas/xfaas/cmd/xfaas/example"
+	"github.com/xfaas/xfaas/internal/hint"
+)
+
+func init() {
+	commands["dev"] = command{"run the whole platform on this machine (control plane, containers, NATS) with an example function", runDev}
+	commands["controlplane"] = command{"run a control plane from a config file", runControlPlane}
+}
+
+func runDev(ctx context.Context, env *cli, args []string) error {
+	cfg := defaultPlatformConfig()
+	fs := newFlags(env, "dev", "[flags]")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP API address")
+	fs.StringVar(&cfg.Data, "data", defaultDevData(), "data directory: JetStream store, compilation cache, container sockets")
+	fs.StringVar(&cfg.NATS, "nats", "", "use this NATS server (with JetStream) instead of an embedded one")
+	fs.IntVar(&cfg.Placement.Nodes, "nodes", cfg.Placement.Nodes, "simulated nodes")
+	fs.IntVar(&cfg.Placement.Pool, "pool", cfg.Placement.Pool, "warm containers per node")
+	fs.BoolVar(&cfg.Placement.NoCgroups, "no-cgroups", false, "run containers without cgroup limits")
+	fs.StringVar(&cfg.Token, "token", "", "require this token for management calls")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "xfaas", Level: hclog.LevelFromString(*logLevel), Output: env.stderr})
+	p, err := startPlatform(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	if err := deployExample(ctx, p); err != nil {
+		return err
+	}
+	printBanner(env.stdout, p)
+	err = p.serve(ctx)
+	log.Info("shutting down: releasing sessions and containers")
+	return err
+}
+
+// deployExample deploys the counter with a hint keyset kept in the local
+// keystore, as `xfaas deploy` would, so the CLI can seal sessions for it.
+func deployExample(ctx context.Context, p *platform) error {
+	path, err := hint.DefaultKeystorePath()
+	if err != nil {
+		return err
+	}
+	keys, _, err := hint.NewKeystore(path).GetOrCreate(p.apiURL(), "counter")
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	vk, err := keys.VerifyKey().MarshalText()
+	if err != nil {
+		return err
+	}
+	_, err = p.srv.Deploy(ctx, "counter", example.Counter, nil, string(vk))
+	return err
+}
+
+func printBanner(w io.Writer, p *platform) {
+	self := "xfaas"
+	if exe, err := os.Executable(); err == nil {
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, exe); err == nil && !filepath.IsAbs(rel) && rel[0] != '.' {
+				self = rel
+			}
+		}
+	}
+	api := p.apiURL()
+	fmt.Fprintf(w, `xfaas dev is running
+  API      %s   (metrics at %s/metrics)
+  NATS     %s
+  nodes    %d simulated nodes, %d warm containers each
+  data     %s
+
+The example function "counter" is deployed (a linearizable counter). Try:
+
+  curl -X POST %s/v1/functions/counter/invoke -d incr
+  curl -X POST %s/v1/functions/counter/invoke -d incr -H "X-Xfaas-Session: $(%s hint seal --function counter alice)"
+  %s invoke counter --session alice -d incr
+  %s sessions counter
+
+Ctrl-C stops everything.
+`, api, api, p.natsURL, p.cfg.Placement.Nodes, p.cfg.Placement.Pool, p.cfg.Data, api, api, self, self, self)
+}
+
+func defaultDevData() string {
+	if dir := os.Getenv("XDG_DATA_HOME"); dir != "" {
+		return filepath.Join(dir, "xfaas", "dev")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "xfaas", "dev")
+	}
+	return filepath.Join(os.TempDir(), "xfaas-dev")
+}
+
+func runControlPlane(ctx context.Context, env *cli, args []string) error {
+	fs := newFlags(env, "controlplane", "--config FILE")
+	path := fs.String("config", "", "JSON config file (see README, \"Running a control plane\")")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		fs.Usage()
+		return fmt.Errorf("--config is required")
+	}
+	cfg, err := loadPlatformConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "xfaas", Level: hclog.LevelFromString(*logLevel), Output: env.stderr})
+	p, err := startPlatform(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	log.Info("control plane serving", "api", p.apiURL(), "nats", p.natsURL)
+	return p.serve(ctx)
+}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/internal/linearcheck"
+	"github.com/xfaas/xfaas/internal/testwasm"
+)
+
+// devPlatform is a running `xfaas dev` process.
+type devPlatform struct {
+	*process
+	api      string
+	data     string
+	keystore string
+}
+
+// startDev runs `xfaas dev` on a free port with its own data directory and
+// keystore, and waits for its banner.
+func startDev(t *testing.T, args ...string) *devPlatform {
+	t.Helper()
+	dir := t.TempDir()
+	d := &devPlatform{data: filepath.Join(dir, "data"), keystore: filepath.Join(dir, "keys.json")}
+	cmd := append([]string{"dev", "--listen", "127.0.0.1:0", "--data", d.data}, args...)
+	d.process = startEnv(t, []string{hint.KeystoreEnv + "=" + d.keystore}, cmd...)
+	deadline := time.After(60 * time.Second)
+	lines := make(chan string)
+	go func() {
+		for d.stdout.Scan() {
+			lines <- d.stdout.Text()
+		}
+		close(lines)
+	}()
+	for d.api == "" {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("xfaas dev exited before serving; stderr:\n%s", d.stderr)
+			}
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "API" {
+				d.api = f[1]
+			}
+		case <-deadline:
+			t.Fatalf("no banner within 60s; stderr:\n%s", d.stderr)
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return d
+}
+
+// token seals label for fn with the keyset `xfaas dev` put in the keystore.
+func (d *devPlatform) token(t *testing.T, fn, label string) string {
+	t.Helper()
+	ks, ok, err := hint.NewKeystore(d.keystore).Get(d.api, fn)
+	if err != nil || !ok {
+		t.Fatalf("no keyset for %s in %s: %v", fn, d.keystore, err)
+	}
+	token, err := ks.Seal(fn, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+type answer struct {
+	status    int
+	body      string
+	container string
+	role      string
+	node      string
+}
+
+func (d *devPlatform) invoke(t *testing.T, fn, token, body string) answer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, d.api+"/v1/functions/"+fn+"/invoke", strings.NewReader(body))
+	if token != "" {
+		req.Header.Set(hint.Header, token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(data), container: resp.Header.Get(controlplane.HeaderContainer),
+		role: resp.Header.Get(controlplane.HeaderRole), node: resp.Header.Get(controlplane.HeaderNode)}
+}
+
+// deploy deploys a test guest with a config through the API.
+func (d *devPlatform) deploy(t *testing.T, fn, guest, config string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	w, _ := mw.CreateFormFile("module", "module.wasm")
+	w.Write(testwasm.Bytes(t, guest))
+	mw.WriteField("config", config)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPut, d.api+"/v1/functions/"+fn, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("deploy %s: %s %s", fn, resp.Status, body)
+	}
+}
+
+// One session's requests reach one primary at low load, and different
+// sessions spread across the simulated nodes.
+func TestDevStickinessAndSpread(t *testing.T) {
+	d := startDev(t)
+	where := map[string]string{}
+	nodes := map[string]bool{}
+	for round := 1; round <= 3; round++ {
+		for _, label := range []string{"alice", "bob", "carol", "dave"} {
+			a := d.invoke(t, "counter", d.token(t, "counter", label), "incr")
+			if a.status != http.StatusOK || a.body != strconv.Itoa(round) {
+				t.Fatalf("%s round %d: %+v", label, round, a)
+			}
+			if prev := where[label]; prev != "" && prev != a.container {
+				t.Fatalf("%s moved from %s to %s at low load", label, prev, a.container)
+			}
+			where[label] = a.container
+			nodes[a.node] = true
+		}
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("four sessions all on %v", nodes)
+	}
+}
+
+// 100 concurrent clients increment one session's counter while it scales
+// out to secondaries: the count is exact and the history linearizable.
+func TestDev100ClientsScaleOutLinearizably(t *testing.T) {
+	d := startDev(t, "--pool", "3")
+	token := d.token(t, "counter", "alice")
+	if a := d.invoke(t, "counter", token, "get"); a.status != http.StatusOK {
+		t.Fatalf("warm-up: %+v", a)
+	}
+	h := linearcheck.NewHistory()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	roles := map[string]int{}
+	const clients, each = 100, 10
+	for c := range clients {
+		wg.Go(func() {
+			for range each {
+				call := h.Now()
+				a := d.invoke(t, "counter", token, "incr")
+				ret := h.Now()
+				if a.status != http.StatusOK {
+					t.Errorf("client %d: %+v", c, a)
+					return
+				}
+				h.Add(c, linearcheck.Input{Kind: linearcheck.Incr, Key: "count"}, call, linearcheck.Output{Value: a.body}, ret)
+				mu.Lock()
+				roles[a.role]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got := d.invoke(t, "counter", token, "get").body; got != strconv.Itoa(clients*each) {
+		t.Fatalf("count %s after %d increments", got, clients*each)
+	}
+	t.Logf("served by role: %v", roles)
+	if roles["secondary"] == 0 {
+		t.Fatalf("the session never scaled out: %v", roles)
+	}
+	h.Check(t, 2*time.Minute)
+}
+
+func TestDevHintForgeryMatrix(t *testing.T) {
+	d := startDev(t)
+	good := d.token(t, "counter", "alice")
+	flip := []byte(good)
+	flip[10] ^= 2
+	foreign, _ := hint.Generate().Seal("counter", "alice")
+	for what, token := range map[string]string{
+		"tampered": string(flip), "truncated": good[:len(good)-1], "extended": good + "A",
+		"foreign keyset": foreign, "plain label": "alice",
+	} {
+		if a := d.invoke(t, "counter", token, "incr"); a.status != http.StatusForbidden || strings.Contains(a.body, "alice") {
+			t.Errorf("%s: %d %s", what, a.status, a.body)
+		}
+	}
+	if a := d.invoke(t, "counter", good, "incr"); a.status != http.StatusOK || a.body != "1" {
+		t.Fatalf("good token after the forgeries: %+v", a)
+	}
+}
+
+// Overload answers 429, and every write acknowledged with 200 is in the
+// state: the count equals the number of 200s.
+func TestDevOverloadLosesNoAcknowledgedWrite(t *testing.T) {
+	d := startDev(t)
+	d.deploy(t, "tiny", "c/counter", `{"max_workers": 1, "max_containers": 1}`)
+	var acked, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for range 20 {
+				switch a := d.invoke(t, "tiny", "", "incr"); a.status {
+				case http.StatusOK:
+					acked.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+				default:
+					t.Errorf("unexpected answer %+v", a)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d acknowledged, %d refused with 429", acked.Load(), refused.Load())
+	if refused.Load() == 0 {
+		t.Fatal("64 clients on one worker were never refused")
+	}
+	if got := d.invoke(t, "tiny", "", "get").body; got != strconv.FormatInt(acked.Load(), 10) {
+		t.Fatalf("count %s; %d writes were acknowledged", got, acked.Load())
+	}
+}
+
+// Ctrl-C stops everything: exit 0, no container process, no cgroup.
+func TestDevShutsDownCleanly(t *testing.T) {
+	d := startDev(t, "--nodes", "2", "--pool", "2")
+	for _, label := range []string{"alice", "bob", "carol"} {
+		d.invoke(t, "counter", d.token(t, "counter", label), "incr")
+	}
+	pid := d.cmd.Process.Pid
+	if n := countProxies(t, d.data); n < 4 {
+		t.Fatalf("%d container processes while running; want at least 4", n)
+	}
+	d.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after Ctrl-C: %v; stderr:\n%s", err, d.stderr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("still running 60s after Ctrl-C")
+	}
+	if n := countProxies(t, d.data); n != 0 {
+		t.Fatalf("%d container processes left after shutdown", n)
+	}
+	for _, ctl := range []string{"cpu", "memory"} {
+		if _, err := os.Stat(fmt.Sprintf("/sys/fs/cgroup/%s/xfaas-dev-%d", ctl, pid)); !os.IsNotExist(err) {
+			t.Errorf("cgroup xfaas-dev-%d left in %s (%v)", pid, ctl, err)
+		}
+	}
+}
+
+// countProxies counts `xfaas proxy` processes whose sockets are under data.
+func countProxies(t *testing.T, data string) int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "proxy --listen unix://"+data).Output()
+	return len(strings.Fields(string(out)))
+}

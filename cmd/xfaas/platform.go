@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/controlplane/registry"
+)
+
+// platformConfig is the configuration of a control plane: the JSON file of
+// `xfaas controlplane --config FILE`, and what `xfaas dev` fills from its
+// flags.
+type platformConfig struct {
+	// Listen is the HTTP API address. The default is 127.0.0.1:8080.
+	Listen string `json:"listen"`
+	// Data holds the embedded NATS server's JetStream store, the
+	// compilation cache and the containers' sockets.
+	Data string `json:"data"`
+	// NATS is the URL of an external NATS server with JetStream. Empty
+	// runs an embedded one on NATSListen.
+	NATS string `json:"nats"`
+	// NATSListen is the embedded server's address. The default is
+	// 127.0.0.1 on a free port.
+	NATSListen string `json:"nats_listen"`
+	// Token guards management calls when set.
+	Token     string          `json:"token"`
+	Placement placementConfig `json:"placement"`
+	Registry  registryConfig  `json:"registry"`
+}
+
+type placementConfig struct {
+	// Backend is "local" (the default: processes on simulated nodes).
+	Backend string `json:"backend"`
+	// Nodes, Pool and Capacity size the local backend (defaults 2, 2, 32).
+	Nodes    int `json:"nodes"`
+	Pool     int `json:"pool"`
+	Capacity int `json:"capacity"`
+	// Network is "unix" (the default) or "tcp" for container addresses.
+	Network string `json:"network"`
+	// NoCgroups runs containers without cgroup limits.
+	NoCgroups bool `json:"no_cgroups"`
+}
+
+type registryConfig struct {
+	// Backend is "memory" (the default, one control plane).
+	Backend string `json:"backend"`
+}
+
+func defaultPlatformConfig() platformConfig {
+	return platformConfig{Listen: "127.0.0.1:8080", NATSListen: "127.0.0.1:-1",
+		Placement: placementConfig{Backend: "local", Nodes: 2, Pool: 2, Capacity: 32, Network: "unix"},
+		Registry:  registryConfig{Backend: "memory"}}
+}
+
+// loadPlatformConfig reads a config file over the defaults, strictly.
+func loadPlatformConfig(path string) (platformConfig, error) {
+	cfg := defaultPlatformConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *platformConfig) validate() error {
+	if c.Data == "" {
+		return errors.New("config: data (a directory) is required")
+	}
+	if c.Placement.Backend != "local" {
+		return fmt.Errorf("config: placement backend %q is not supported (local)", c.Placement.Backend)
+	}
+	if c.Registry.Backend != "memory" {
+		return fmt.Errorf("config: registry backend %q is not supported (memory)", c.Registry.Backend)
+	}
+	return nil
+}
+
+// platform is a running control plane with what it runs on.
+type platform struct {
+	cfg     platformConfig
+	log     hclog.Logger
+	nats    *server.Server // embedded, or nil
+	natsURL string
+	nc      *nats.Conn
+	backend placement.Backend
+	srv     *controlplane.Server
+	ln      net.Listener
+}
+
+// startPlatform brings up NATS, placement, the registry and the control
+// plane, and listens on the API address. On error it undoes what it did.
+func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_ *platform, err error) {
+	p := &platform{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, err
+	}
+	if p.natsURL, err = p.startNATS(); err != nil {
+		return nil, err
+	}
+	if p.nc, err = nats.Connect(p.natsURL, nats.Name("xfaas-controlplane"), nats.MaxReconnects(-1)); err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", p.natsURL, err)
+	}
+	if p.backend, err = placement.NewLocal(placement.LocalOptions{
+		Dir: filepath.Join(cfg.Data, "run"), CacheDir: filepath.Join(cfg.Data, "cache"),
+		Nodes: cfg.Placement.Nodes, PoolSize: cfg.Placement.Pool, Capacity: cfg.Placement.Capacity,
+		Network: cfg.Placement.Network, Cgroups: !cfg.Placement.NoCgroups, Logger: log.Named("local"),
+	}); err != nil {
+		return nil, err
+	}
+	if p.srv, err = controlplane.NewServer(ctx, controlplane.Config{Token: cfg.Token, CacheDir: filepath.Join(cfg.Data, "cache")},
+		controlplane.Deps{NATS: p.nc, Backend: p.backend, Registry: registry.NewMemory(), Logger: log}); err != nil {
+		return nil, err
+	}
+	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return p, nil
+}
+
+// startNATS returns the URL of the configured NATS server, starting an
+// embedded one with JetStream under the data directory when none is given.
+func (p *platform) startNATS() (string, error) {
+	if p.cfg.NATS != "" {
+		return p.cfg.NATS, nil
+	}
+	host, port, err := net.SplitHostPort(p.cfg.NATSListen)
+	if err != nil {
+		return "", fmt.Errorf("nats_listen: %w", err)
+	}
+	var portNum int
+	if _, err := fmt.Sscan(port, &portNum); err != nil {
+		return "", fmt.Errorf("nats_listen port: %w", err)
+	}
+	p.nats, err = server.NewServer(&server.Options{ServerName: "xfaas-dev", Host: host, Port: portNum,
+		JetStream: true, StoreDir: filepath.Join(p.cfg.Data, "nats"), NoSigs: true, NoLog: true})
+	if err != nil {
+		return "", fmt.Errorf("embedded nats: %w", err)
+	}
+	p.nats.Start()
+	if !p.nats.ReadyForConnections(10 * time.Second) {
+		return "", errors.New("embedded nats did not start within 10s")
+	}
+	return p.nats.ClientURL(), nil
+}
+
+// apiURL is the API's base URL.
+func (p *platform) apiURL() string { return "http://" + p.ln.Addr().String() }
+
+// serve serves the API until ctx is done.
+func (p *platform) serve(ctx context.Context) error { return p.srv.Serve(ctx, p.ln) }
+
+// close stops everything in reverse order: sessions, containers (and their
+// cgroups), NATS. It works after a partial start.
+func (p *platform) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p.srv != nil {
+		p.srv.Close(ctx)
+	}
+	if p.backend != nil {
+		if err := p.backend.Close(ctx); err != nil {
+			p.log.Error("failed to stop containers", "error", err)
+		}
+	}
+	if p.nc != nil {
+		p.nc.Close()
+	}
+	if p.nats != nil {
+		p.nats.Shutdown()
+		p.nats.WaitForShutdown()
+	}
+}
