@@ -41,7 +41,8 @@ func CgroupLimits(path string) Limits {
 type cgroupLimits struct {
 	h         *cgroup.Hierarchy
 	container *cgroup.Group
-	owned     bool // created by this process: sized at bind, removed at Close
+	owned     bool          // created by this process: sized at bind, removed at Close
+	home      *cgroup.Group // where the process was before joining an owned group
 	status    LimitStatus
 
 	mu      sync.Mutex
@@ -62,10 +63,14 @@ func (l *cgroupLimits) join(path string) error {
 	}
 	l.container = l.h.Group(path)
 	if !l.container.Exists() {
+		home, err := l.h.Self()
+		if err != nil {
+			return err
+		}
 		if err := l.container.Create(nil); err != nil {
 			return err
 		}
-		l.owned = true
+		l.owned, l.home = true, home
 	}
 	return l.container.AddProcess(os.Getpid())
 }
@@ -110,7 +115,7 @@ func (l *cgroupLimits) worker(i int) *cgroup.Group {
 }
 
 // Close removes the worker groups, and an owned container group after
-// moving the process out of it (to the root, which every version allows).
+// moving the process back to the group it started in.
 func (l *cgroupLimits) Close() error {
 	if l.h == nil {
 		return nil
@@ -124,7 +129,7 @@ func (l *cgroupLimits) Close() error {
 		errs = append(errs, w.Remove())
 	}
 	if l.owned {
-		errs = append(errs, l.h.Group("/").AddProcess(os.Getpid()), l.container.Remove())
+		errs = append(errs, l.home.AddProcess(os.Getpid()), l.container.Remove())
 	}
 	return errors.Join(errs...)
 }

@@ -3,234 +3,234 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
-// Group is one cgroup, named by its path from the hierarchy's root.
+// Group is one cgroup. It is a name, not a handle: methods act on the
+// file system each time, and a Group is safe for concurrent use.
 type Group struct {
-	h   *Hierarchy
-	rel string
-	// thread: a worker group (CPU controllers only; "threaded" on v2).
-	thread bool
+	h *Hierarchy
+	// path is below the mount point, "/a/b"; on v1 the cpu controller's.
+	path string
+	// at holds v1 controllers whose path differs from path; only groups
+	// derived from Hierarchy.Self have any.
+	at map[string]string
+	// worker marks a worker group: CPU controllers only, threaded on v2.
+	worker bool
 }
 
-// Group returns the container group at rel (e.g. "xfaas/node-0/c-12ab").
-func (h *Hierarchy) Group(rel string) *Group {
-	return &Group{h: h, rel: "/" + strings.Trim(rel, "/")}
-}
+// Path is the group's path below the hierarchy's mount point, e.g.
+// "/xfaas/node-0/c-12ab".
+func (g *Group) Path() string { return g.path }
 
-// Thread returns the worker group name inside g: it holds threads, not
-// processes, and has CPU controllers only.
-func (g *Group) Thread(name string) *Group {
-	return &Group{h: g.h, rel: path.Join(g.rel, name), thread: true}
-}
+// String describes the group for logs.
+func (g *Group) String() string { return g.h.mode.String() + " " + g.path }
 
-// Path is the group's path from the hierarchy root.
-func (g *Group) Path() string { return g.rel }
+// Child returns the group name below g, of g's kind.
+func (g *Group) Child(name string) *Group { return g.derive(name, g.worker) }
 
-func (g *Group) controllers() []string {
-	if g.h.mode == V2 {
-		return []string{""}
+// Thread returns the worker group name below the container group g: it
+// holds threads rather than processes, uses CPU controllers only, and on
+// v2 is created "threaded".
+func (g *Group) Thread(name string) *Group { return g.derive(name, true) }
+
+func (g *Group) derive(name string, worker bool) *Group {
+	c := &Group{h: g.h, path: path.Join(g.path, clean(name)), worker: worker}
+	for ctl, p := range g.at {
+		c.setAt(ctl, path.Join(p, clean(name)))
 	}
-	if g.thread {
-		return workerControllers
-	}
-	return containerControllers
+	return c
 }
 
-// dirs are the group's directories, one per controller hierarchy (one on
-// v2), without duplicates for co-mounted controllers.
-func (g *Group) dirs() []string {
+// parent is the group above g, of g's kind.
+func (g *Group) parent() *Group {
+	p := &Group{h: g.h, path: path.Dir(g.path), worker: g.worker}
+	for ctl, q := range g.at {
+		p.setAt(ctl, path.Dir(q))
+	}
+	return p
+}
+
+func (g *Group) setAt(controller, p string) {
+	if g.at == nil {
+		g.at = map[string]string{}
+	}
+	g.at[controller] = p
+}
+
+// dirOf is g's directory in controller c's hierarchy ("" on v2), which
+// must be mounted.
+func (g *Group) dirOf(c string) string {
+	if p, ok := g.at[c]; ok {
+		return g.h.dir(c, p)
+	}
+	return g.h.dir(c, g.path)
+}
+
+// dirIn is g's directory in controller c's hierarchy, or ErrUnavailable
+// if c is not mounted.
+func (g *Group) dirIn(c string) (string, error) {
+	if _, ok := g.h.mounts[g.h.key(c)]; !ok {
+		return "", fmt.Errorf("%w: the v1 %s controller is not mounted", ErrUnavailable, c)
+	}
+	return g.dirOf(c), nil
+}
+
+// dirs are g's directories, one per hierarchy its kind uses (one on v2),
+// co-mounted controllers counted once.
+func (g *Group) dirs() []string { return g.dirsOf(g.h.controllers(g.worker)) }
+
+// cpuDirs are g's directories in the CPU hierarchies, where threads move.
+func (g *Group) cpuDirs() []string { return g.dirsOf(g.h.controllers(true)) }
+
+func (g *Group) dirsOf(controllers []string) []string {
 	var out []string
-	for _, c := range g.controllers() {
-		if d := g.h.dir(c, g.rel); !slices.Contains(out, d) {
+	for _, c := range controllers {
+		if d := g.dirOf(c); !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
 	return out
 }
 
-// Create makes the group (and its parents) and applies res, which may be nil.
+// Exists reports whether the group's directory exists.
+func (g *Group) Exists() bool {
+	_, err := os.Stat(g.dirs()[0])
+	return err == nil
+}
+
+// Create makes the group and any missing parents, then applies res (nil
+// for none). Creating a group that exists only applies res. On v2 it also
+// enables the group's controllers in every ancestor and makes a worker
+// group threaded.
 func (g *Group) Create(res *specs.LinuxResources) error {
-	for _, d := range g.dirs() {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("create cgroup %s: %w", g.rel, err)
+	var err error
+	if g.h.mode == V2 {
+		err = g.createV2()
+	} else {
+		for _, d := range g.dirs() {
+			if err = os.MkdirAll(d, 0o755); err != nil {
+				break
+			}
 		}
 	}
-	if g.h.mode == V2 {
-		if err := g.enableV2(); err != nil {
-			return err
-		}
+	if err != nil {
+		return g.fail("create", err)
 	}
 	return g.Set(res)
 }
 
-// enableV2 turns on the controllers a v2 group needs: for a worker group,
-// "threaded" on itself and +cpu in its parent; for a container group, its
-// controllers in its parent's subtree_control.
-func (g *Group) enableV2() error {
-	parent := g.h.dir("", path.Dir(g.rel))
-	if g.thread {
-		if err := write(g.h.dir("", g.rel), "cgroup.type", "threaded"); err != nil {
+// createV2 walks from the root to g, enabling in each ancestor's
+// subtree_control the controllers g needs and creating what is missing.
+// Worker groups need only cpu, so the container group (their parent) stays
+// free of domain controllers and can become a threaded-subtree root.
+func (g *Group) createV2() error {
+	required, optional := []string{"cpu", "memory"}, []string{"pids"}
+	if g.worker {
+		required, optional = []string{"cpu"}, nil
+	}
+	dir := g.h.mounts[""].point
+	for _, name := range strings.Split(strings.Trim(g.path, "/"), "/") {
+		if name == "" {
+			break // the root group
+		}
+		if err := enable(dir, required, optional); err != nil {
 			return err
 		}
-		return write(parent, "cgroup.subtree_control", "+cpu")
+		dir = filepath.Join(dir, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
 	}
-	avail, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	if g.worker {
+		return write(dir, "cgroup.type", "threaded")
+	}
+	return nil
+}
+
+// enable turns on, in dir's cgroup.subtree_control, the controllers not
+// yet on. A required controller that dir does not have is ErrUnavailable;
+// a missing optional one is skipped.
+func enable(dir string, required, optional []string) error {
+	have, err := readFields(dir, "cgroup.controllers")
 	if err != nil {
-		return fmt.Errorf("read controllers of %s: %w", parent, err)
+		return err
 	}
-	var enable []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
-		if slices.Contains(strings.Fields(string(avail)), c) {
-			enable = append(enable, "+"+c)
+	on, err := readFields(dir, "cgroup.subtree_control")
+	if err != nil {
+		return err
+	}
+	var add []string
+	for _, c := range slices.Concat(required, optional) {
+		switch {
+		case slices.Contains(on, c):
+		case slices.Contains(have, c):
+			add = append(add, "+"+c)
+		case slices.Contains(required, c):
+			return fmt.Errorf("%w: the %s controller is not available in %s", ErrUnavailable, c, dir)
 		}
 	}
-	if len(enable) == 0 {
+	if len(add) == 0 {
 		return nil
 	}
-	return write(parent, "cgroup.subtree_control", strings.Join(enable, " "))
+	return write(dir, "cgroup.subtree_control", strings.Join(add, " "))
 }
 
-// Set applies the CPU, memory and pids limits of res; nil fields are left
-// alone.
-func (g *Group) Set(res *specs.LinuxResources) error {
-	if res == nil {
-		return nil
-	}
-	if g.h.mode == V2 {
-		return g.setV2(res)
-	}
-	return g.setV1(res)
-}
-
-func (g *Group) setV1(res *specs.LinuxResources) error {
-	cpu := g.h.dir("cpu", g.rel)
-	if c := res.CPU; c != nil {
-		if c.Period != nil {
-			if err := write(cpu, "cpu.cfs_period_us", strconv.FormatUint(*c.Period, 10)); err != nil {
-				return err
-			}
-		}
-		if c.Quota != nil {
-			if err := write(cpu, "cpu.cfs_quota_us", strconv.FormatInt(*c.Quota, 10)); err != nil {
-				return err
-			}
-		}
-		if c.Shares != nil {
-			if err := write(cpu, "cpu.shares", strconv.FormatUint(*c.Shares, 10)); err != nil {
-				return err
-			}
-		}
-	}
-	if g.thread {
-		return nil
-	}
-	mem := g.h.dir("memory", g.rel)
-	if m := res.Memory; m != nil && m.Limit != nil {
-		if err := write(mem, "memory.limit_in_bytes", strconv.FormatInt(*m.Limit, 10)); err != nil {
-			return err
-		}
-		if m.Swap != nil {
-			// memsw exists only with swap accounting on; without it the
-			// memory limit alone applies.
-			if err := write(mem, "memory.memsw.limit_in_bytes", strconv.FormatInt(*m.Swap, 10)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	if p := res.Pids; p != nil && p.Limit > 0 {
-		return write(g.h.dir("pids", g.rel), "pids.max", strconv.FormatInt(p.Limit, 10))
-	}
-	return nil
-}
-
-func (g *Group) setV2(res *specs.LinuxResources) error {
-	dir := g.h.dir("", g.rel)
-	if c := res.CPU; c != nil && (c.Quota != nil || c.Period != nil) {
-		period := uint64(100000)
-		if c.Period != nil {
-			period = *c.Period
-		}
-		quota := "max"
-		if c.Quota != nil && *c.Quota > 0 {
-			quota = strconv.FormatInt(*c.Quota, 10)
-		}
-		if err := write(dir, "cpu.max", quota+" "+strconv.FormatUint(period, 10)); err != nil {
-			return err
-		}
-	}
-	if g.thread {
-		return nil
-	}
-	if m := res.Memory; m != nil && m.Limit != nil {
-		if err := write(dir, "memory.max", strconv.FormatInt(*m.Limit, 10)); err != nil {
-			return err
-		}
-		if m.Swap != nil {
-			// v2's swap limit excludes memory; the OCI value includes it.
-			swap := max(*m.Swap-*m.Limit, 0)
-			if err := write(dir, "memory.swap.max", strconv.FormatInt(swap, 10)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	if p := res.Pids; p != nil && p.Limit > 0 {
-		return write(dir, "pids.max", strconv.FormatInt(p.Limit, 10))
-	}
-	return nil
-}
-
-// AddProcess moves process pid (all its threads) into the group.
+// AddProcess moves process pid, with all its threads, into the group.
 func (g *Group) AddProcess(pid int) error {
 	for _, d := range g.dirs() {
 		if err := write(d, "cgroup.procs", strconv.Itoa(pid)); err != nil {
-			return err
+			return g.fail("add process", err)
 		}
 	}
 	return nil
 }
 
-// AddThread moves one thread into a worker group.
+// AddThread moves thread tid (from unix.Gettid on a goroutine that called
+// runtime.LockOSThread) into the group's CPU hierarchies; on v1 its memory
+// and pids groups stay those of its process. On v2 g must be the container
+// group of the thread's process or a worker group in it.
 func (g *Group) AddThread(tid int) error {
 	file := "tasks"
 	if g.h.mode == V2 {
 		file = "cgroup.threads"
 	}
-	for _, d := range g.dirs() {
+	for _, d := range g.cpuDirs() {
 		if err := write(d, file, strconv.Itoa(tid)); err != nil {
-			return err
+			return g.fail("add thread", err)
 		}
 	}
 	return nil
 }
 
-// ReturnThread moves thread tid from the worker group g back to g's
-// container group. A worker thread does this before its goroutine ends:
+// ReturnThread moves thread tid from the worker group g back to g's parent,
+// the container group. A worker slot does this before its goroutine ends:
 // Go keeps a locked thread alive when it is the process's main thread, and
-// a thread left behind would keep g from being removed.
-// A thread that has already exited needs no returning.
+// a thread left in g would keep g from being removed.
+// A thread that has exited needs no returning.
 func (g *Group) ReturnThread(tid int) error {
-	home := &Group{h: g.h, rel: path.Dir(g.rel), thread: true}
-	if err := home.AddThread(tid); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := g.parent().AddThread(tid); err != nil && !errors.Is(err, unix.ESRCH) {
 		return err
 	}
 	return nil
 }
 
-// Procs lists the processes in the group.
+// Procs lists the processes in the group (not in groups below it). On v2
+// a container group with worker groups lists its whole threaded subtree's,
+// and a worker group refuses (EOPNOTSUPP).
 func (g *Group) Procs() ([]int, error) { return g.ids("cgroup.procs") }
 
-// Threads lists the threads in the group.
+// Threads lists the threads in the group (not in groups below it).
 func (g *Group) Threads() ([]int, error) {
 	if g.h.mode == V2 {
 		return g.ids("cgroup.threads")
@@ -239,103 +239,199 @@ func (g *Group) Threads() ([]int, error) {
 }
 
 func (g *Group) ids(file string) ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(g.dirs()[0], file))
+	ids, err := readIDs(filepath.Join(g.dirs()[0], file))
 	if err != nil {
-		return nil, err
+		return nil, g.fail("list", err)
 	}
-	var pids []int
-	for _, f := range strings.Fields(string(data)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
+	return ids, nil
 }
 
-// Kill sends SIGKILL to every process in the group and in the groups below
+// Kill sends SIGKILL to every process in the group and the groups below
 // it, except the calling process: a group lists a process when any of its
-// threads is in it, and a worker thread of this process may be.
+// threads is in it, and a worker thread of the caller may be. On v2 with
+// cgroup.kill (Linux 5.14+) the kernel does it atomically, unless the
+// caller is in the tree; otherwise the tree is read and signalled until a
+// pass finds no process it has not signalled, which catches processes
+// forked meanwhile. A group that does not exist is no error. Kill does not
+// wait for the processes to exit; Remove does.
 func (g *Group) Kill() error {
-	self := os.Getpid()
-	return filepath.WalkDir(g.dirs()[0], func(path string, d os.DirEntry, err error) error {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil // the group went away meanwhile
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid != self {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+	dir, self := g.dirs()[0], os.Getpid()
+	signalled := map[int]bool{self: true}
+	for pass := 0; pass < 16; pass++ {
+		pids, err := treeIDs(dir, "cgroup.procs")
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil // gone, or going: nothing left to signal
+		case err != nil:
+			return g.fail("kill", err)
+		case pass == 0 && g.h.mode == V2 && !slices.Contains(pids, self):
+			switch err := write(dir, "cgroup.kill", "1"); {
+			case err == nil:
+				return nil
+			case !errors.Is(err, fs.ErrNotExist): // no cgroup.kill: before 5.14
+				return g.fail("kill", err)
 			}
 		}
-		return nil
-	})
+		n := len(signalled)
+		for _, pid := range pids {
+			if !signalled[pid] {
+				signalled[pid] = true
+				_ = unix.Kill(pid, unix.SIGKILL) // ESRCH: it is exiting already
+			}
+		}
+		if len(signalled) == n {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: kill %s: processes keep forking", ErrBusy, g)
 }
 
 // Remove removes the group and every group below it, deepest first. A
 // group whose tasks are still exiting is retried for up to a second; one
-// that keeps tasks is ErrBusy. A group that does not exist is no error.
+// that keeps tasks is ErrBusy (Kill first, or move them out). A group that
+// does not exist is no error.
 func (g *Group) Remove() error {
 	deadline := time.Now().Add(time.Second)
 	var errs []error
 	for _, d := range g.dirs() {
 		errs = append(errs, removeTree(d, deadline))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return g.fail("remove", err)
+	}
+	return nil
 }
 
+// removeTree removes dir, first the groups below it if it has any. Most
+// groups are leaves, so rmdir comes first and the directory is read only
+// when the kernel says it is busy.
 func removeTree(dir string, deadline time.Time) error {
+	for {
+		err := unix.Rmdir(dir)
+		switch {
+		case err == nil, errors.Is(err, unix.ENOENT):
+			return nil
+		case !errors.Is(err, unix.EBUSY):
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+		removed, err := removeChildren(dir, deadline)
+		if err != nil {
+			return err
+		}
+		if !removed {
+			// Tasks, perhaps exiting.
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%w: remove %s", ErrBusy, dir)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// removeChildren removes the groups below dir and reports whether there
+// were any.
+func removeChildren(dir string, deadline time.Time) (bool, error) {
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
 	if err != nil {
-		return err
+		return false, fmt.Errorf("remove cgroup: %w", err)
 	}
+	removed := false
 	for _, e := range entries {
 		if e.IsDir() {
 			if err := removeTree(filepath.Join(dir, e.Name()), deadline); err != nil {
-				return err
+				return false, err
 			}
+			removed = true
 		}
 	}
-	for {
-		err := syscall.Rmdir(dir)
-		switch {
-		case err == nil, errors.Is(err, syscall.ENOENT):
-			return nil
-		case errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline):
-			time.Sleep(10 * time.Millisecond)
-		case errors.Is(err, syscall.EBUSY):
-			return fmt.Errorf("%w: %s", ErrBusy, dir)
-		default:
-			return fmt.Errorf("remove cgroup %s: %w", dir, err)
-		}
-	}
+	return removed, nil
 }
 
-// write writes val to dir/file, as cgroup files want: one write, no
-// truncation, no creation.
+// fail wraps err from operation op on g with the sentinel it amounts to.
+func (g *Group) fail(op string, err error) error {
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotExist), errors.Is(err, ErrNotWritable), errors.Is(err, ErrBusy):
+		return fmt.Errorf("%s %s: %w", op, g, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s %s: %w", ErrNotExist, op, g, err)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
+		return fmt.Errorf("%w: %s %s: %w", ErrNotWritable, op, g, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, g, err)
+}
+
+// write writes val to dir/file in one write, as control files want. The
+// truncation is a no-op on cgroupfs and keeps fakes in plain files exact.
 func write(dir, file, val string) error {
-	f, err := os.OpenFile(filepath.Join(dir, file), os.O_WRONLY, 0)
+	name := filepath.Join(dir, file)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
-		return fmt.Errorf("cgroup %s: %w", file, err)
+		return err
 	}
-	_, werr := f.WriteString(val)
-	cerr := f.Close()
-	if werr != nil {
-		return fmt.Errorf("cgroup write %q to %s: %w", val, filepath.Join(dir, file), werr)
+	_, err = f.WriteString(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return cerr
+	if err != nil {
+		return fmt.Errorf("write %q to %s: %w", val, name, err)
+	}
+	return nil
 }
 
-// Exists reports whether the group's directory exists.
-func (g *Group) Exists() bool {
-	_, err := os.Stat(g.dirs()[0])
-	return err == nil
+// readFields reads a space-separated control file such as
+// cgroup.controllers.
+func readFields(dir, file string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(data)), nil
 }
+
+// readIDs reads a list of PIDs or TIDs, sorted and without the duplicates
+// v1's cgroup.procs may hold.
+func readIDs(name string) ([]int, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	ids := []int{}
+	for _, f := range strings.Fields(string(data)) {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// treeIDs reads file in dir and every directory below it. A v2 threaded
+// group refuses to list processes (EOPNOTSUPP): its thread root lists them.
+func treeIDs(dir, file string) ([]int, error) {
+	ids, err := readIDs(filepath.Join(dir, file))
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ids, err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			sub, err := treeIDs(filepath.Join(dir, e.Name()), file)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return ids, err
+			}
+			ids = append(ids, sub...)
+		}
+	}
+	return ids, nil
+}
+
+// clean makes p an absolute, clean path ("a/../b" is "/b", ".." is "/").
+func clean(p string) string { return path.Clean("/" + p) }

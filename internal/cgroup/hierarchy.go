@@ -1,32 +1,22 @@
-// Package cgroup creates, limits, measures and removes Linux control groups,
-// on cgroup v1 (separate controller hierarchies; this project's CI machine)
-// and v2 (the unified hierarchy of most production hosts).
-//
-// xfaas uses two kinds of groups. A container group holds one session
-// container's process, with the container's memory, CPU and pids limits.
-// A worker group is a child of a container group that holds one worker's
-// OS thread, with that worker's CPU quota; it uses only CPU controllers
-// because v1 charges memory per process and v2's memory controller is not
-// threaded. On v2 worker groups are "threaded" cgroups, which makes the
-// container group a threaded-subtree root. See RATIONALE.md, "Workers and
-// cgroups".
 package cgroup
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Mode is the cgroup version in use.
 type Mode int
 
 const (
-	// V1 is the legacy hierarchy: one mount per controller (or set of
-	// co-mounted controllers), as on hybrid systems.
+	// V1 is the legacy layout: a hierarchy per controller, or per set of
+	// co-mounted controllers. Hybrid hosts are V1.
 	V1 Mode = 1
 	// V2 is the unified hierarchy.
 	V2 Mode = 2
@@ -34,194 +24,187 @@ const (
 
 func (m Mode) String() string { return fmt.Sprintf("cgroup v%d", int(m)) }
 
-// Errors callers branch on.
+// Errors callers branch on. Returned errors wrap one of them with context.
 var (
-	// ErrUnavailable: no usable cgroup hierarchy (no mount, no controller,
-	// or not writable). Callers run without limits and say why.
+	// ErrUnavailable means there is no usable hierarchy: nothing mounted,
+	// or a controller xfaas needs is missing. Callers run without limits
+	// and say why.
 	ErrUnavailable = errors.New("cgroups unavailable")
-	// ErrBusy: a group still holds tasks and cannot be removed.
+	// ErrNotWritable means groups cannot be created or changed here: not
+	// root, or a read-only mount. Callers run without limits and say why.
+	ErrNotWritable = errors.New("cgroups not writable")
+	// ErrNotExist means the group (or one of its control files) does not
+	// exist. Errors wrapping it also match fs.ErrNotExist.
+	ErrNotExist = errors.New("cgroup does not exist")
+	// ErrBusy means a group still holds tasks and cannot be removed.
 	ErrBusy = errors.New("cgroup still has tasks")
 )
 
 // Options locate the hierarchy; the zero value means this host.
 type Options struct {
-	// MountInfo is the mountinfo file to read. The default is
-	// /proc/self/mountinfo. Tests point it at a fake.
+	// Root is where cgroup file systems are mounted; only mounts at or
+	// below it are used. The default is /sys/fs/cgroup.
+	Root string
+	// MountInfo is the mount table to read. The default is
+	// /proc/self/mountinfo; tests point it at a fake.
 	MountInfo string
-	// ProcCgroup is the file listing the process's cgroups. The default is
+	// ProcCgroup lists the process's groups. The default is
 	// /proc/self/cgroup.
 	ProcCgroup string
 }
 
-// Controllers used by xfaas, by kind of group.
+func (o *Options) setDefaults() {
+	if o.Root == "" {
+		o.Root = "/sys/fs/cgroup"
+	}
+	if o.MountInfo == "" {
+		o.MountInfo = "/proc/self/mountinfo"
+	}
+	if o.ProcCgroup == "" {
+		o.ProcCgroup = "/proc/self/cgroup"
+	}
+}
+
+// The v1 controllers by kind of group. Writable requires all but pids,
+// which groups skip where it is not mounted (v2: not available).
 var (
-	containerControllers = []string{"cpu", "cpuacct", "memory", "pids"}
 	workerControllers    = []string{"cpu", "cpuacct"}
+	containerControllers = []string{"cpu", "cpuacct", "memory", "pids"}
+	requiredControllers  = []string{"cpu", "cpuacct", "memory"}
 )
 
-// Hierarchy is the host's cgroup file system.
+// Hierarchy is the host's cgroup file system. It is immutable and safe
+// for concurrent use, as are the Groups it returns.
 type Hierarchy struct {
 	mode Mode
-	// v1: controller → mount (cpu, cpuacct, memory, pids); v2: "" → mount.
+	// mounts holds v1 hierarchies by controller, or the v2 one under "".
 	mounts map[string]mount
 	opts   Options
 }
 
-// mount is where a hierarchy is mounted: path is the mount point and root
-// the hierarchy path mounted there (not "/" inside a cgroup namespace).
-type mount struct{ path, root string }
-
-// Open finds the cgroup hierarchy from mountinfo. Hybrid hosts (v1
-// controllers and an empty v2 mount) are V1.
+// Open finds the cgroup hierarchy in the mount table. It fails with
+// ErrUnavailable when no cgroup file system is mounted under Options.Root.
+// Whether groups can be created is [Hierarchy.Writable]'s question.
 func Open(opts Options) (*Hierarchy, error) {
-	if opts.MountInfo == "" {
-		opts.MountInfo = "/proc/self/mountinfo"
-	}
-	if opts.ProcCgroup == "" {
-		opts.ProcCgroup = "/proc/self/cgroup"
-	}
-	f, err := os.Open(opts.MountInfo)
+	opts.setDefaults()
+	data, err := os.ReadFile(opts.MountInfo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	defer f.Close()
-	v1, v2, err := parseMountInfo(f)
-	if err != nil {
-		return nil, err
-	}
+	v1, v2 := parseMounts(string(data), opts.Root)
 	h := &Hierarchy{opts: opts}
-	switch {
-	case v1["cpu"].path != "" && v1["memory"].path != "":
+	switch _, cpuOnV1 := v1["cpu"]; {
+	case cpuOnV1:
 		h.mode, h.mounts = V1, v1
-	case v2.path != "":
-		h.mode, h.mounts = V2, map[string]mount{"": v2}
+	case v2 != nil:
+		h.mode, h.mounts = V2, map[string]mount{"": *v2}
 	default:
-		return nil, fmt.Errorf("%w: no cgroup v2 mount and no v1 cpu and memory controllers in %s", ErrUnavailable, opts.MountInfo)
+		return nil, fmt.Errorf("%w: no cgroup v2 file system and no v1 cpu controller mounted under %s (per %s)", ErrUnavailable, opts.Root, opts.MountInfo)
 	}
 	return h, nil
 }
 
-// parseMountInfo returns the v1 controller mounts and the v2 mount.
-func parseMountInfo(f *os.File) (v1 map[string]mount, v2 mount, err error) {
-	v1 = map[string]mount{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fstype, m, opts, ok := parseMountLine(sc.Text())
-		if !ok {
-			continue
-		}
-		switch fstype {
-		case "cgroup2":
-			if v2.path == "" || m.path == "/sys/fs/cgroup" {
-				v2 = m
-			}
-		case "cgroup":
-			for _, o := range strings.Split(opts, ",") {
-				if o == "cpu" || o == "cpuacct" || o == "memory" || o == "pids" {
-					v1[o] = m
-				}
-			}
-		}
-	}
-	return v1, v2, sc.Err()
-}
-
-// parseMountLine parses one mountinfo line:
-//
-//	36 35 98:0 /root /mnt/point rw,noatime master:1 - cgroup cgroup rw,cpu
-func parseMountLine(line string) (fstype string, m mount, superOpts string, ok bool) {
-	pre, post, found := strings.Cut(line, " - ")
-	if !found {
-		return "", mount{}, "", false
-	}
-	fields, tail := strings.Fields(pre), strings.Fields(post)
-	if len(fields) < 5 || len(tail) < 3 {
-		return "", mount{}, "", false
-	}
-	return tail[0], mount{path: unescape(fields[4]), root: unescape(fields[3])}, tail[2], true
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
-
 // Mode is the hierarchy's version.
 func (h *Hierarchy) Mode() Mode { return h.mode }
 
-// Writable reports why groups cannot be created here, or nil: it creates and
-// removes a probe group under every controller xfaas needs.
+// probeSeq names probe groups uniquely within the process.
+var probeSeq atomic.Uint64
+
+// Writable reports why groups cannot be created and limited at the root of
+// the hierarchy, or nil. The error wraps ErrUnavailable (a controller is
+// missing) or ErrNotWritable (a read-only mount, no permission) and names
+// the path. It is cheap: a mkdir and rmdir per hierarchy.
 func (h *Hierarchy) Writable() error {
-	probe := h.Group(fmt.Sprintf("xfaas-probe-%d", os.Getpid()))
-	if err := probe.Create(nil); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	for _, c := range h.controllers(false) {
+		if m := h.mounts[h.key(c)]; m.readOnly {
+			return fmt.Errorf("%w: %s is mounted read-only", ErrNotWritable, m.point)
+		}
 	}
-	if err := probe.Remove(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	if err := h.available(); err != nil {
+		return err
+	}
+	probe := h.Group(fmt.Sprintf("xfaas-probe-%d-%d", os.Getpid(), probeSeq.Add(1)))
+	for _, d := range probe.dirs() {
+		err := os.Mkdir(d, 0o755)
+		if err == nil {
+			err = os.Remove(d)
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrNotWritable, err)
+		}
 	}
 	return nil
 }
 
-// Self returns the group of the calling process (its cpu controller's group
-// on v1).
+// available reports a missing required controller.
+func (h *Hierarchy) available() error {
+	if h.mode == V1 {
+		for _, c := range requiredControllers {
+			if _, ok := h.mounts[c]; !ok {
+				return fmt.Errorf("%w: the v1 %s controller is not mounted under %s", ErrUnavailable, c, h.opts.Root)
+			}
+		}
+		return nil
+	}
+	root := h.mounts[""].point
+	have, err := readFields(root, "cgroup.controllers")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, c := range []string{"cpu", "memory"} {
+		if !slices.Contains(have, c) {
+			return fmt.Errorf("%w: the %s controller is not available in %s (cgroup.controllers: %q)", ErrUnavailable, c, root, strings.Join(have, " "))
+		}
+	}
+	return nil
+}
+
+// Self returns the group of the calling process. On v1 its Path is the cpu
+// controller's group; other controllers keep their own paths, which may
+// differ (a process may sit in /user.slice for cpu and elsewhere for
+// memory).
 func (h *Hierarchy) Self() (*Group, error) {
 	data, err := os.ReadFile(h.opts.ProcCgroup)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	rel, err := parseProcCgroup(string(data), h.mode)
-	if err != nil {
-		return nil, err
+	paths := parseProcCgroup(string(data))
+	g := &Group{h: h}
+	for _, c := range h.controllers(false) {
+		p, ok := paths[h.key(c)]
+		if !ok {
+			return nil, fmt.Errorf("%w: no %s entry for %s in %s", ErrUnavailable, h.mode, c, h.opts.ProcCgroup)
+		}
+		rel, err := h.mounts[h.key(c)].relative(p)
+		if err != nil {
+			return nil, err
+		}
+		if g.path == "" {
+			g.path = rel
+		} else if rel != g.path {
+			g.setAt(c, rel)
+		}
 	}
-	return h.Group(rel), nil
+	return g, nil
 }
 
-// parseProcCgroup returns the process's group path from /proc/<pid>/cgroup:
-// the "0::" line on v2, the cpu controller's line on v1.
-func parseProcCgroup(data string, mode Mode) (string, error) {
-	for _, line := range strings.Split(data, "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if mode == V2 && parts[0] == "0" && parts[1] == "" {
-			return parts[2], nil
-		}
-		if mode == V1 {
-			for _, c := range strings.Split(parts[1], ",") {
-				if c == "cpu" {
-					return parts[2], nil
-				}
-			}
-		}
-	}
-	return "", fmt.Errorf("%w: no %v entry in the process's cgroup file", ErrUnavailable, mode)
+// Group returns the container group at path p below the mount point (e.g.
+// "xfaas/node-0/c-12ab"); a leading "/" is optional and ".." cannot climb
+// out of the hierarchy. Nothing is created.
+func (h *Hierarchy) Group(p string) *Group {
+	return &Group{h: h, path: clean(p)}
 }
 
-// Children lists the names of the groups directly below rel.
-func (h *Hierarchy) Children(rel string) ([]string, error) {
-	c := ""
-	if h.mode == V1 {
-		c = "cpu"
-	}
-	entries, err := os.ReadDir(h.dir(c, rel))
+// Children lists the names of the groups directly below the group at path
+// p (read in the cpu hierarchy on v1), e.g. to find groups left by a
+// process that died without removing them.
+func (h *Hierarchy) Children(p string) ([]string, error) {
+	entries, err := os.ReadDir(h.dir(h.key("cpu"), clean(p)))
 	if err != nil {
-		return nil, err
+		return nil, h.Group(p).fail("list children", err)
 	}
 	var names []string
 	for _, e := range entries {
@@ -232,16 +215,34 @@ func (h *Hierarchy) Children(rel string) ([]string, error) {
 	return names, nil
 }
 
-// dir is the directory of group rel in the hierarchy of controller c ("" on
-// v2). rel is a path from the hierarchy's root.
-func (h *Hierarchy) dir(c, rel string) string {
-	m := h.mounts[c]
+// key is the mounts key of controller c: c on v1, "" on v2.
+func (h *Hierarchy) key(c string) string {
 	if h.mode == V2 {
-		m = h.mounts[""]
+		return ""
 	}
-	rel = "/" + strings.TrimPrefix(rel, "/")
-	if m.root != "/" && m.root != "" {
-		rel = strings.TrimPrefix(rel, m.root)
+	return c
+}
+
+// controllers are the v1 controllers a group of the kind uses that are
+// mounted here ("" on v2, where one directory serves them all).
+func (h *Hierarchy) controllers(worker bool) []string {
+	if h.mode == V2 {
+		return []string{""}
 	}
-	return filepath.Join(m.path, rel)
+	want := containerControllers
+	if worker {
+		want = workerControllers
+	}
+	var out []string
+	for _, c := range want {
+		if _, ok := h.mounts[c]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// dir is the directory of group path p in controller c's hierarchy.
+func (h *Hierarchy) dir(c, p string) string {
+	return filepath.Join(h.mounts[h.key(c)].point, p)
 }
