@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/testwasm"
+	"github.com/xfaas/xfaas/internal/wire"
 	"github.com/xfaas/xfaas/proxy/state"
 )
 
@@ -149,4 +153,63 @@ func BenchmarkRMWLinear(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
 	}
+}
+
+// BenchmarkSecondaryStateRead measures one 16-byte read_state (mode 0) from
+// a worker of a secondary container, which goes to the primary over the
+// wire protocol, on a Unix socket and on TCP. Metric p50-µs/op.
+func BenchmarkSecondaryStateRead(b *testing.B) {
+	for _, network := range []string{"unix", "tcp"} {
+		b.Run(network, func(b *testing.B) {
+			primary := benchContainer(b, network)
+			secondary := benchContainer(b, network)
+			wasm := testwasm.Bytes(b, "test/stateloop")
+			cfg := fnconfig.Default()
+			ctx := context.Background()
+			bind := func(cl *Client, role Role, primaryAddr string) {
+				if err := cl.Bind(ctx, Binding{Function: "f", Session: "s", Role: role, Config: cfg, Module: wasm, Primary: primaryAddr}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			bind(primary, RolePrimary, "")
+			bind(secondary, RoleSecondary, primary.Addr())
+			if _, err := secondary.Invoke(ctx, []byte("w k 16 1")); err != nil {
+				b.Fatal(err)
+			}
+			const loops = 200
+			in := []byte(fmt.Sprintf("r k %d", loops))
+			var samples []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				if _, err := secondary.Invoke(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+				samples = append(samples, time.Since(start)/loops)
+			}
+			b.ReportMetric(float64(p50(samples).Nanoseconds())/1000, "p50-µs/op")
+		})
+	}
+}
+
+// benchContainer serves a container on a Unix socket or on TCP loopback.
+func benchContainer(b *testing.B, network string) *Client {
+	b.Helper()
+	addr := "tcp://127.0.0.1:0"
+	if network == "unix" {
+		addr = "unix://" + filepath.Join(b.TempDir(), "c.sock")
+	}
+	ln, err := wire.Listen(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := New(Options{CacheDir: compileCache})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx, ln, time.Second) }()
+	cl, err := Dial(context.Background(), wire.AddrOf(ln.Addr()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cl.Close(); cancel(); <-done })
+	return cl
 }

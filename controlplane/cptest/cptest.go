@@ -33,7 +33,7 @@ import (
 
 // Env is a running control plane.
 type Env struct {
-	t *testing.T
+	t testing.TB
 	// URL is the HTTP API's base URL.
 	URL     string
 	Server  *controlplane.Server
@@ -56,7 +56,7 @@ type Options struct {
 }
 
 // Start starts a control plane, stopped when the test ends.
-func Start(t *testing.T, o Options) *Env {
+func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
 	if err != nil {
@@ -100,7 +100,7 @@ func Start(t *testing.T, o Options) *Env {
 }
 
 // testWriter sends log lines to the test log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimRight(p, "\n")))

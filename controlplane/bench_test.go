@@ -1,0 +1,191 @@
+package controlplane_test
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/cptest"
+)
+
+// These benchmarks drive the control plane's HTTP API from the same
+// process as the control plane; `xfaas bench` measures from another one.
+
+func p50(samples []time.Duration) time.Duration {
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// benchClient keeps enough idle connections for parallel load.
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+func post(b *testing.B, e *cptest.Env, fn, label, body string) *http.Response {
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/"+fn+"/invoke", strings.NewReader(body))
+	if label != "" {
+		token, err := e.Keys[fn].Seal(fn, label)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header.Set("X-Xfaas-Session", token)
+	}
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Read to the end: an unread body keeps the connection from being reused.
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("invoke %s: %s", fn, resp.Status)
+	}
+	return resp
+}
+
+// BenchmarkWarmInvoke is one client invoking a trivial C function through
+// the HTTP API, one request at a time. Metric p50-µs.
+func BenchmarkWarmInvoke(b *testing.B) {
+	e := cptest.Start(b, cptest.Options{})
+	e.Deploy("hello", "c/hello", "")
+	post(b, e, "hello", "", "")
+	var samples []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		post(b, e, "hello", "", "")
+		samples = append(samples, time.Since(start))
+	}
+	b.ReportMetric(float64(p50(samples).Microseconds()), "p50-µs")
+}
+
+// BenchmarkInvokeThroughput is 32 concurrent clients invoking a trivial C
+// function through the HTTP API. Metric req/s.
+func BenchmarkInvokeThroughput(b *testing.B) {
+	e := cptest.Start(b, cptest.Options{})
+	e.Deploy("hello", "c/hello", "")
+	post(b, e, "hello", "", "")
+	b.SetParallelism(16)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post(b, e, "hello", "", "")
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkColdSession times the first request of a new session: a pool
+// container claimed, bound as primary (module from the compilation cache),
+// and the request served. The pool refills between iterations, untimed.
+// Metric p50-ms.
+func BenchmarkColdSession(b *testing.B) {
+	e := cptest.Start(b, cptest.Options{Nodes: 2, Pool: 2})
+	e.Deploy("hello", "c/hello", "")
+	post(b, e, "hello", "warm-up", "")
+	var samples []time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		waitPools(b, e, 2)
+		i++
+		b.StartTimer()
+		start := time.Now()
+		post(b, e, "hello", "user-"+strconv.Itoa(i), "")
+		samples = append(samples, time.Since(start))
+		b.StopTimer()
+		evict(b, e, "hello", "user-"+strconv.Itoa(i))
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(p50(samples).Microseconds())/1000, "p50-ms")
+}
+
+// BenchmarkCopySession times a request that needs a new secondary: the
+// session's only worker is busy, so the request claims a pool container,
+// binds it as a secondary and is served there. Metric p50-ms.
+func BenchmarkCopySession(b *testing.B) {
+	e := cptest.Start(b, cptest.Options{Nodes: 1, Pool: 2})
+	e.Deploy("spin", "test/spin", `{"max_workers": 1, "max_containers": 2}`)
+	var samples []time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		label := "user-" + strconv.Itoa(i)
+		post(b, e, "spin", label, "0") // the primary exists
+		waitPools(b, e, 2)
+		var busy atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			busy.Store(true)
+			post(b, e, "spin", label, "300")
+		}()
+		waitBusy(b, e, "spin")
+		b.StartTimer()
+		start := time.Now()
+		resp := post(b, e, "spin", label, "0")
+		samples = append(samples, time.Since(start))
+		b.StopTimer()
+		if role := resp.Header.Get(controlplane.HeaderRole); role != "secondary" {
+			b.Fatalf("served by %s; want a new secondary", role)
+		}
+		<-done
+		evict(b, e, "spin", label)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(p50(samples).Microseconds())/1000, "p50-ms")
+}
+
+func waitPools(b *testing.B, e *cptest.Env, size int) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nodes, _ := e.Backend.Nodes(b.Context())
+		full := true
+		for _, n := range nodes {
+			full = full && n.Pool >= size
+		}
+		if full {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("pools did not refill within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitBusy waits until some session of fn has a request in flight.
+func waitBusy(b *testing.B, e *cptest.Env, fn string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var sessions []controlplane.SessionInfo
+		e.GetJSON("/v1/functions/"+fn+"/sessions", &sessions)
+		for _, s := range sessions {
+			if s.InFlight > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no request in flight within 30s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func evict(b *testing.B, e *cptest.Env, fn, label string) {
+	req, _ := http.NewRequest(http.MethodDelete, e.URL+"/v1/functions/"+fn+"/sessions/"+e.SessionID(fn, label), nil)
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("evict: %s", resp.Status)
+	}
+}
