@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 	"github.com/xfaas/xfaas/internal/apierror"
@@ -344,6 +345,28 @@ func (s *Scheduler) forget(ns *namespace) {
 	for _, m := range members {
 		s.announce(registration(ns.fn.Name, ns.session, m), false)
 		s.stopMember(m)
+	}
+}
+
+// primaryChanged follows an address update about a primary: a namespace
+// this control plane adopted from another replica is dropped from the cache
+// when that replica reports its primary gone or replaced, so the next
+// request looks the namespace up again instead of calling a dead address.
+// It runs on the bus's delivery goroutine and does not block.
+func (s *Scheduler) primaryChanged(u bus.Update) {
+	s.mu.Lock()
+	ns := s.namespaces[nsKey{u.Function, u.Session}]
+	s.mu.Unlock()
+	if ns == nil {
+		return
+	}
+	ns.mu.Lock()
+	stale := len(ns.members) > 0 && !ns.members[0].owned &&
+		(u.State == bus.Down) == (ns.members[0].c.ID == u.Container)
+	ns.mu.Unlock()
+	if stale {
+		s.log.Debug("adopted primary moved", "function", u.Function, "session", u.Session, "container", u.Container, "state", u.State)
+		go s.forget(ns)
 	}
 }
 

@@ -49,11 +49,10 @@ func (c *Config) fill() {
 
 // Deps are the engines a control plane runs on.
 type Deps struct {
-	NATS      *nats.Conn
-	Backend   placement.Backend
-	Registry  registry.Registry
-	Announcer Announcer // optional
-	Logger    hclog.Logger
+	NATS     *nats.Conn
+	Backend  placement.Backend
+	Registry registry.Registry
+	Logger   hclog.Logger
 }
 
 // Server is a control plane.
@@ -65,6 +64,7 @@ type Server struct {
 	sched  *Scheduler
 	engine *proxy.Engine
 	hooks  *hooks
+	addrs  *addresses
 }
 
 // NewServer opens the function store and starts the scheduler.
@@ -76,7 +76,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	if deps.Logger == nil {
 		deps.Logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, m: NewMetrics()}
+	s := &Server{cfg: cfg, log: deps.Logger, m: NewMetrics(), addrs: newAddresses(deps.NATS, deps.Logger.Named("addresses"))}
 	s.hooks = &hooks{s: s, pools: map[string]*hookPool{}}
 	if s.engine, err = proxy.NewEngine(ctx, proxy.EngineOptions{CacheDir: cfg.CacheDir}); err != nil {
 		return nil, err
@@ -86,8 +86,12 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 		return nil, err
 	}
 	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns,
-		Announcer: deps.Announcer, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
+		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
 	s.fns.OnDelete(s.sched.EvictFunction)
+	if err := s.addrs.follow(ctx, deps.NATS, s.sched.primaryChanged); err != nil {
+		s.Close(ctx)
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -118,6 +122,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases every session namespace and stops the control plane.
 func (s *Server) Close(ctx context.Context) {
+	s.addrs.close()
 	s.sched.Close()
 	s.hooks.close(ctx)
 	s.fns.Close()

@@ -33,8 +33,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// State tunes the primary's store (key, value and total size limits).
 	// Its Scheme is taken from the function config.
-	State  state.Options
-	Logger hclog.Logger
+	State state.Options
+	// Resolver finds the primaries that pull_state reads from, for functions
+	// that declare depends_on. Nil makes those pulls unavailable (-8).
+	Resolver Resolver
+	Logger   hclog.Logger
 }
 
 // Limits creates the per-worker cgroups of a bound container.
@@ -78,6 +81,7 @@ type bound struct {
 	pool    *Pool
 	store   *state.Store // primary only
 	remotes remoteSet    // secondary only: the workers' connections to the primary
+	pull    *puller      // with depends_on only: pull_state's connections
 	m       *invokeMetrics
 	limits  LimitStatus
 }
@@ -162,6 +166,11 @@ func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if len(b.Config.DependsOn) > 0 {
+		if nb.pull, err = newPuller(ctx, b.Config.DependsOn, c.opts.Resolver, b.Config.MaxWorkers, c.log); err != nil {
+			return nil, err
+		}
+	}
 	placer, err := c.placer(nb)
 	if err != nil {
 		return nil, err
@@ -215,6 +224,9 @@ func (c *Container) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	if b == nil {
 		return nil, apierror.New(apierror.Unavailable, "container %s is not bound to a session", c.opts.ID)
 	}
+	if b.pull != nil {
+		ctx = withPuller(ctx, b.pull)
+	}
 	start := time.Now()
 	out, err := b.pool.Invoke(ctx, input)
 	b.m.observe(start, err)
@@ -255,6 +267,7 @@ func (nb *bound) close(ctx context.Context) error {
 		errs = append(errs, nb.pool.Close(ctx))
 	}
 	nb.remotes.closeAll()
+	nb.pull.close()
 	if nb.engine != nil {
 		errs = append(errs, nb.engine.Close(context.Background()))
 	}

@@ -66,6 +66,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 		abi.WriteState:  writeState,
 		abi.DeleteState: deleteState,
 		abi.Log:         logLine,
+		abi.PullState:   pullState,
 	}
 	b := rt.NewHostModuleBuilder(abi.HostModule)
 	for name, sig := range abi.Imports {
@@ -204,6 +205,31 @@ func deleteState(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	stack[0] = c.result(c.state.Delete(ctx, key, api.DecodeI32(stack[2])))
+}
+
+// pull_state(fn, fn_len, session, session_len, key, key_len, buf, len) -> i32
+func pullState(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callOf(ctx)
+	if c == nil {
+		stack[0] = status(abi.ErrUnavailable)
+		return
+	}
+	fn, ok1 := view(mod, stack[0], stack[1])
+	session, ok2 := view(mod, stack[2], stack[3])
+	key, ok3 := view(mod, stack[4], stack[5])
+	if !ok1 || !ok2 || !ok3 {
+		stack[0] = status(abi.ErrInvalid)
+		return
+	}
+	val, present, err := pullerOf(ctx).pull(ctx, fn, session, key)
+	switch {
+	case err != nil:
+		stack[0] = c.fail(err)
+	case !present:
+		stack[0] = status(abi.ErrAbsent)
+	default:
+		stack[0] = copyOut(mod, stack[6], stack[7], val)
+	}
 }
 
 // maxLogLine bounds one log line from a guest.

@@ -9,13 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 )
@@ -97,7 +98,7 @@ func (c *platformConfig) validate() error {
 type platform struct {
 	cfg     platformConfig
 	log     hclog.Logger
-	nats    *server.Server // embedded, or nil
+	nats    *bus.Embedded // embedded, or nil
 	natsURL string
 	nc      *nats.Conn
 	backend placement.Backend
@@ -127,6 +128,8 @@ func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_
 		Dir: filepath.Join(cfg.Data, "run"), CacheDir: filepath.Join(cfg.Data, "cache"),
 		Nodes: cfg.Placement.Nodes, PoolSize: cfg.Placement.Pool, Capacity: cfg.Placement.Capacity,
 		Network: cfg.Placement.Network, Cgroups: !cfg.Placement.NoCgroups, Logger: log.Named("local"),
+		// Containers follow session addresses for pull_state.
+		ProxyArgs: []string{"--nats", p.natsURL},
 	}); err != nil {
 		return nil, err
 	}
@@ -150,18 +153,14 @@ func (p *platform) startNATS() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("nats_listen: %w", err)
 	}
-	var portNum int
-	if _, err := fmt.Sscan(port, &portNum); err != nil {
+	portNum, err := strconv.Atoi(port)
+	if err != nil {
 		return "", fmt.Errorf("nats_listen port: %w", err)
 	}
-	p.nats, err = server.NewServer(&server.Options{ServerName: "xfaas-dev", Host: host, Port: portNum,
-		JetStream: true, StoreDir: filepath.Join(p.cfg.Data, "nats"), NoSigs: true, NoLog: true})
+	p.nats, err = bus.StartEmbedded(bus.EmbeddedOptions{Name: "xfaas-dev", Host: host, Port: portNum,
+		JetStream: true, Dir: filepath.Join(p.cfg.Data, "nats"), Logger: p.log.Named("nats")})
 	if err != nil {
-		return "", fmt.Errorf("embedded nats: %w", err)
-	}
-	p.nats.Start()
-	if !p.nats.ReadyForConnections(10 * time.Second) {
-		return "", errors.New("embedded nats did not start within 10s")
+		return "", err
 	}
 	return p.nats.ClientURL(), nil
 }
@@ -190,6 +189,5 @@ func (p *platform) close() {
 	}
 	if p.nats != nil {
 		p.nats.Shutdown()
-		p.nats.WaitForShutdown()
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
 
+	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/wire"
 	"github.com/xfaas/xfaas/proxy"
@@ -42,6 +44,7 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines")
 	grace := fs.Duration("grace", 10*time.Second, "how long running requests may finish at shutdown")
+	natsURL := fs.String("nats", "", "NATS server to follow session addresses on, for pull_state of the functions in depends_on (default: pulls are unavailable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +54,14 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 		*id = proxy.NewID()
 	}
 	opts := proxy.Options{ID: *id, Node: *node, CacheDir: *cacheDir, Logger: log}
+	if *natsURL != "" {
+		table, closeTable, err := addressTable(ctx, *natsURL, *id, log)
+		if err != nil {
+			return err
+		}
+		defer closeTable()
+		opts.Resolver = table
+	}
 	if !*noCgroups {
 		if *cgroup == "" {
 			*cgroup = "xfaas-" + *id
@@ -75,6 +86,27 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	}
 	log.Info("serving", "container", c.ID(), "addr", addr)
 	return c.Serve(ctx, ln, *grace)
+}
+
+// addressTable connects to NATS and returns the table that resolves
+// pull_state: it follows the functions of depends_on once the container is
+// bound (proxy.Resolver.Watch). The connection reconnects for ever; a
+// server unreachable at start is an error, so that a wrong URL shows at
+// once.
+func addressTable(ctx context.Context, url, id string, log hclog.Logger) (*bus.Table, func(), error) {
+	nc, err := nats.Connect(url, nats.Name("xfaas-proxy "+id), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	table, err := bus.NewTable(ctx, nc, bus.TableOptions{Logger: log.Named("bus")})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return table, func() {
+		table.Close()
+		nc.Close()
+	}, nil
 }
 
 func bindStandalone(ctx context.Context, c *proxy.Container, path, function, session, config string) error {

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 	"github.com/xfaas/xfaas/internal/hint"
@@ -58,13 +58,9 @@ type Options struct {
 // Start starts a control plane, stopped when the test ends.
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
 	}
 	t.Cleanup(ns.Shutdown)
 	nc, err := nats.Connect(ns.ClientURL())
@@ -75,7 +71,8 @@ func Start(t testing.TB, o Options) *Env {
 	cache := filepath.Join(os.TempDir(), "xfaas-test-compile-cache")
 	log := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Warn})
 	backend, err := placement.NewLocal(placement.LocalOptions{Binary: testbin.Xfaas(t), Dir: t.TempDir(),
-		Nodes: max(o.Nodes, 1), PoolSize: max(o.Pool, 1), CacheDir: cache, Cgroups: true, Network: o.Network, Logger: log.Named("local")})
+		Nodes: max(o.Nodes, 1), PoolSize: max(o.Pool, 1), CacheDir: cache, Cgroups: true, Network: o.Network, Logger: log.Named("local"),
+		ProxyArgs: []string{"--nats", ns.ClientURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}

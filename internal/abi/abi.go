@@ -19,6 +19,13 @@ const (
 	WriteState  = "write_state"
 	DeleteState = "delete_state"
 	Log         = "log"
+	// PullState reads a key of another function's session from that
+	// session's primary (pull mode): pull_state(fn, fn_len, session,
+	// session_len, key, key_len, buf, len) -> i32, a mode-0 read that
+	// returns the value's length, ErrAbsent, ErrUnavailable when no primary
+	// is known or reachable, ErrInvalid for a function the caller's
+	// depends_on does not list, a malformed session id or a bad pointer.
+	PullState = "pull_state"
 
 	// Handle is the function every module exports: handle() -> i32, where 0
 	// is success and anything else a function error.
@@ -37,6 +44,7 @@ var Imports = map[string]Signature{
 	WriteState:  {5, 1},
 	DeleteState: {3, 1},
 	Log:         {3, 0},
+	PullState:   {8, 1},
 }
 
 // State modes, the last argument of read_state, write_state and delete_state.
@@ -84,10 +92,11 @@ const (
 	ErrKeyTooLarge = -5
 	// ErrValueTooLarge: the value (or output) exceeds its size limit.
 	ErrValueTooLarge = -6
-	// ErrInvalid: a bad mode, pointer or length.
+	// ErrInvalid: a bad mode, pointer or length (for pull_state also a
+	// function not in depends_on or a malformed session id).
 	ErrInvalid = -7
 	// ErrUnavailable: the session state cannot be reached (a secondary lost
-	// its primary).
+	// its primary, or pull_state found no reachable primary).
 	ErrUnavailable = -8
 	// ErrStateFull: the session's total state size limit was reached.
 	ErrStateFull = -9

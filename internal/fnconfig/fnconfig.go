@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -41,6 +42,32 @@ type Config struct {
 	// Hook optionally names a deployed function that computes the session
 	// label from the request inside the control plane.
 	Hook string `json:"hook,omitempty"`
+	// DependsOn names the functions whose sessions this function may read
+	// with pull_state (at most MaxDependsOn, no duplicates). The default is
+	// none: every pull is refused.
+	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+// MaxDependsOn bounds the depends_on list.
+const MaxDependsOn = 16
+
+// ValidFunctionName reports whether name is a function name:
+// [a-z0-9][a-z0-9_-]{0,62}. Names appear in NATS subjects, Consul meta and
+// bucket keys, so nothing else is allowed.
+func ValidFunctionName(name string) bool {
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Default returns the configuration used for absent keys.
@@ -100,6 +127,21 @@ func (c Config) Validate() error {
 	}
 	if c.Durability != "checkpoint" && c.Durability != "log" {
 		return fmt.Errorf("%w: durability must be \"checkpoint\" or \"log\", not %q", ErrInvalid, c.Durability)
+	}
+	return c.validateDependsOn()
+}
+
+func (c Config) validateDependsOn() error {
+	if len(c.DependsOn) > MaxDependsOn {
+		return fmt.Errorf("%w: depends_on lists %d functions, at most %d are allowed", ErrInvalid, len(c.DependsOn), MaxDependsOn)
+	}
+	for i, name := range c.DependsOn {
+		if !ValidFunctionName(name) {
+			return fmt.Errorf("%w: depends_on: %q is not a function name", ErrInvalid, name)
+		}
+		if slices.Contains(c.DependsOn[:i], name) {
+			return fmt.Errorf("%w: depends_on lists %q twice", ErrInvalid, name)
+		}
 	}
 	return nil
 }

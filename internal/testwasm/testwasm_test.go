@@ -28,7 +28,7 @@ var (
 	examples   = []string{"counter", "hello", "kv", "ro", "rmw", "rmw_linear"}
 	testGuests = []string{
 		"badimport", "badptr", "bigkey", "bigoutput", "garbage", "hook", "lockhold", "lockpair",
-		"loop", "membomb", "noexport", "spin", "stateloop", "trap", "wasiclock",
+		"loop", "membomb", "noexport", "pull", "spin", "stateloop", "trap", "wasiclock",
 	}
 )
 

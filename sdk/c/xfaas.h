@@ -38,6 +38,13 @@
  *       - a request that returns, traps or times out with a section still
  *         open applies nothing of it and the host releases its lock.
  *
+ * Pull mode: a function that lists another function in its depends_on
+ * config can read that function's sessions' state with xfaas_pull_state, a
+ * mode 0 read served directly by the other session's primary container. The
+ * platform finds the primary from its address updates (NATS), also after
+ * the session moved. A pull costs a network round trip (tens of
+ * microseconds), not the ~0.1 us of a read of the function's own state.
+ *
  * Values can be large (the platform limit is 4 MiB): a read returns the full
  * length even when it copied less, so read again with a larger buffer when
  * the result exceeds the capacity; xfaas_read_all does that with memory from
@@ -75,8 +82,8 @@ extern "C" {
 #define XFAAS_ERR_LOCK_TIMEOUT (-4)    /* the lock wait timed out; all open sections of the request aborted */
 #define XFAAS_ERR_KEY_TOO_LARGE (-5)   /* the key exceeds the platform's key size limit */
 #define XFAAS_ERR_VALUE_TOO_LARGE (-6) /* the value (or output) exceeds its size limit */
-#define XFAAS_ERR_INVALID (-7)         /* a bad mode, pointer or length */
-#define XFAAS_ERR_UNAVAILABLE (-8)     /* the session state cannot be reached (a secondary lost its primary) */
+#define XFAAS_ERR_INVALID (-7)         /* a bad mode, pointer or length; a pull from an undeclared function */
+#define XFAAS_ERR_UNAVAILABLE (-8)     /* the session state cannot be reached (no reachable primary) */
 #define XFAAS_ERR_STATE_FULL (-9)      /* the session's total state size limit was reached */
 
 /* How many times the read-modify-write helpers of the SDKs try a
@@ -125,6 +132,17 @@ int32_t xfaas_delete_state(const void *key, int32_t key_len, int32_t mode);
 /* Writes a log line attributed to the session at level (XFAAS_LEVEL_*). */
 XFAAS_IMPORT("log")
 void xfaas_log(int32_t level, const void *buf, int32_t len);
+
+/* Reads key (mode 0) from the session `session` (a session id: 32 lowercase
+ * hex digits, or "default") of function fn, from that session's primary
+ * (pull mode). Copies up to len bytes of the value to buf and returns its
+ * full length, or XFAAS_ERR_ABSENT; XFAAS_ERR_UNAVAILABLE when no primary
+ * of the session is known or it cannot be reached; XFAAS_ERR_INVALID when
+ * fn is not in the function's depends_on config, session is not a session
+ * id, or a pointer is bad. */
+XFAAS_IMPORT("pull_state")
+int32_t xfaas_pull_state(const void *fn, int32_t fn_len, const void *session, int32_t session_len,
+                         const void *key, int32_t key_len, void *buf, int32_t len);
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -298,6 +316,26 @@ static inline int32_t xfaas_read_all(const char *key, int32_t key_len, int32_t m
       return n;
     }
     min = n; /* too small (or the value grew since): read again */
+  }
+}
+
+/* xfaas_pull_all pulls key from session of function fn (see
+ * xfaas_pull_state) into the arena, whatever the value's size. It returns
+ * the value's length (or a negative status) and points *val at the value. A
+ * value larger than the free arena costs a second pull. */
+static inline int32_t xfaas_pull_all(const char *fn, int32_t fn_len, const char *session, int32_t session_len,
+                                     const char *key, int32_t key_len, char **val) {
+  int32_t room, min = 4096;
+  for (;;) {
+    char *buf = xfaas__top(min, &room);
+    if (buf == 0) return XFAAS_ERR_VALUE_TOO_LARGE;
+    int32_t n = xfaas_pull_state(fn, fn_len, session, session_len, key, key_len, buf, room);
+    if (n <= room) {
+      xfaas__keep(n);
+      *val = buf;
+      return n;
+    }
+    min = n; /* too small (or the value grew since): pull again */
   }
 }
 

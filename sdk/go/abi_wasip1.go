@@ -32,6 +32,10 @@ func xfaasDeleteState(key unsafe.Pointer, keyLen int32, mode int32) int32
 //go:noescape
 func xfaasLog(level int32, msg unsafe.Pointer, n int32)
 
+//go:wasmimport xfaas pull_state
+//go:noescape
+func xfaasPullState(fn unsafe.Pointer, fnLen int32, session unsafe.Pointer, sessionLen int32, key unsafe.Pointer, keyLen int32, buf unsafe.Pointer, n int32) int32
+
 // handle is the export the platform calls for every request.
 //
 //lint:ignore U1000 called by the host, through go:wasmexport.
@@ -60,6 +64,11 @@ func hostDeleteState(key string, mode int32) int32 {
 
 func hostLog(level int32, msg string) {
 	xfaasLog(level, stringPtr(msg), int32(len(msg)))
+}
+
+func hostPullState(function, session, key string, buf []byte) int32 {
+	return xfaasPullState(stringPtr(function), int32(len(function)), stringPtr(session), int32(len(session)),
+		stringPtr(key), int32(len(key)), bytesPtr(buf), int32(len(buf)))
 }
 
 func bytesPtr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }

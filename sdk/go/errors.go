@@ -25,10 +25,11 @@ const (
 	ErrKeyTooLarge Errno = -5
 	// ErrValueTooLarge: the value (or output) exceeds its size limit.
 	ErrValueTooLarge Errno = -6
-	// ErrInvalid: a bad mode, pointer or length.
+	// ErrInvalid: a bad mode, pointer or length; for Pull, a function that
+	// depends_on does not list or a malformed session id.
 	ErrInvalid Errno = -7
 	// ErrUnavailable: the session state cannot be reached (a secondary
-	// container lost its primary).
+	// container lost its primary, or Pull found no reachable primary).
 	ErrUnavailable Errno = -8
 	// ErrStateFull: the session's total state size limit was reached.
 	ErrStateFull Errno = -9
@@ -61,14 +62,20 @@ func (e Errno) Error() string {
 
 // A StateError records a failed state operation.
 type StateError struct {
-	Op   string // the host call: "read_state", "write_state" or "delete_state"
+	Op   string // the host call: "read_state", "write_state", "delete_state" or "pull_state"
 	Key  string
 	Mode int   // 0 (causal) or 1 (linearizable)
 	Err  Errno // the status code the host returned
+	// Function and Session name the session that pull_state read from.
+	Function, Session string
 }
 
-// Error reads like "xfaas: write_state("count", 1): conflict".
+// Error reads like "xfaas: write_state("count", 1): conflict", or for a
+// pull "xfaas: pull_state(orders, default, "total"): state unavailable".
 func (e *StateError) Error() string {
+	if e.Op == opPullState {
+		return "xfaas: " + e.Op + "(" + e.Function + ", " + e.Session + ", " + strconv.Quote(e.Key) + "): " + e.Err.Error()
+	}
 	return "xfaas: " + e.Op + "(" + strconv.Quote(e.Key) + ", " + strconv.Itoa(e.Mode) + "): " + e.Err.Error()
 }
 

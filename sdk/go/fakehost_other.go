@@ -27,3 +27,7 @@ func hostWriteState(key string, val []byte, mode int32) int32 {
 func hostDeleteState(key string, mode int32) int32 { return fakehost.Default.DeleteState(key, mode) }
 
 func hostLog(level int32, msg string) { fakehost.Default.Log(level, msg) }
+
+func hostPullState(function, session, key string, buf []byte) int32 {
+	return fakehost.Default.PullState(function, session, key, buf)
+}

@@ -84,6 +84,17 @@ func Get(key string) (val []byte, ok bool) { return fakehost.Default.Get(key) }
 // Set sets key to val in the session state, as a concurrent request would.
 func Set(key string, val []byte) { fakehost.Default.Set(key, val) }
 
+// DependsOn sets the functions that xfaas.Pull may read from, as the
+// function's depends_on config does; Reset clears them.
+func DependsOn(functions ...string) { fakehost.Default.DependsOn(functions...) }
+
+// SetRemote sets key to val in session (a session id) of another function,
+// for xfaas.Pull to read. A session that SetRemote never filled has no
+// primary: pulling from it fails with xfaas.ErrUnavailable.
+func SetRemote(function, session, key string, val []byte) {
+	fakehost.Default.SetRemote(function, session, key, val)
+}
+
 // LogLine is a line that the function logged with xfaas.Log.
 type LogLine struct {
 	Level xfaas.Level
@@ -101,10 +112,11 @@ func Logs() []LogLine {
 
 // FailNext makes the next call of the host function named call (an import
 // name of the ABI: "read_input", "set_output", "read_state", "write_state",
-// "delete_state") fail with err. Like the platform, a failure with
+// "delete_state", "pull_state") fail with err. Like the platform, a failure with
 // ErrDeadlock or ErrLockTimeout aborts every open critical section, and a
 // failed mode 1 commit closes its section.
 func FailNext(call string, err xfaas.Errno) { fakehost.Default.FailNext(call, int32(err)) }
 
-// Reset empties the session state, the logs and the injected failures.
+// Reset empties the session state, the other functions' sessions, the
+// dependencies, the logs and the injected failures.
 func Reset() { fakehost.Default.Reset() }

@@ -9,7 +9,8 @@
 // time, and its linearizable mode (mode 1) is optimistic only: a read
 // records the key's version and the commit conflicts if the key changed
 // since; nothing waits for a lock, so deadlocks and lock timeouts happen only
-// when injected with FailNext.
+// when injected with FailNext. Other functions' sessions, which pull_state
+// reads, are plain maps that the test fills with SetRemote.
 package fakehost
 
 import (
@@ -26,6 +27,7 @@ const (
 	statusLockTimeout   = -4
 	statusValueTooLarge = -6
 	statusInvalid       = -7
+	statusUnavailable   = -8
 )
 
 // MaxValueSize is the platform's limit on the size of a value: 4 MiB.
@@ -61,7 +63,12 @@ type Host struct {
 	open    map[string]uint64 // critical sections: key -> version read (0: absent)
 	logs    []LogLine
 	fail    map[string]int32 // host call name -> status of its next call
+	deps    map[string]bool  // depends_on
+	remote  map[remoteSession]map[string][]byte
 }
+
+// remoteSession is a session of another function, for pull_state.
+type remoteSession struct{ function, session string }
 
 type entry struct {
 	val     []byte
@@ -202,6 +209,69 @@ func (h *Host) commitLocked(call, key string, mode int32, apply func() int32) in
 	return apply()
 }
 
+// PullState implements the pull_state host call: like the platform, it
+// refuses a function not declared with DependsOn and a malformed session id
+// (invalid), and a session that SetRemote never filled has no primary
+// (unavailable).
+func (h *Host) PullState(function, session, key string, buf []byte) int32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if st, ok := h.injected("pull_state"); ok {
+		return st
+	}
+	if !h.deps[function] || !validSessionID(session) {
+		return statusInvalid
+	}
+	values, ok := h.remote[remoteSession{function, session}]
+	if !ok {
+		return statusUnavailable
+	}
+	val, ok := values[key]
+	if !ok {
+		return statusAbsent
+	}
+	return copyOut(buf, val)
+}
+
+// DependsOn sets the functions that pull_state may read from, as the
+// depends_on config does.
+func (h *Host) DependsOn(functions ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.deps = make(map[string]bool)
+	for _, fn := range functions {
+		h.deps[fn] = true
+	}
+}
+
+// SetRemote sets key to val in session of another function, which then has
+// a primary for pull_state.
+func (h *Host) SetRemote(function, session, key string, val []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := remoteSession{function, session}
+	if h.remote[k] == nil {
+		h.remote[k] = make(map[string][]byte)
+	}
+	h.remote[k][key] = append([]byte(nil), val...)
+}
+
+// validSessionID reports whether s is "default" or 32 lowercase hex digits.
+func validSessionID(s string) bool {
+	if s == "default" {
+		return true
+	}
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Log implements the log host call.
 func (h *Host) Log(level int32, msg string) {
 	h.mu.Lock()
@@ -243,7 +313,8 @@ func (h *Host) FailNext(call string, status int32) {
 	h.fail[call] = status
 }
 
-// Reset empties the state, the logs and the injected failures.
+// Reset empties the state, the other sessions, the dependencies, the logs
+// and the injected failures.
 func (h *Host) Reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -254,6 +325,8 @@ func (h *Host) resetLocked() {
 	h.values = make(map[string]entry)
 	h.open = make(map[string]uint64)
 	h.fail = make(map[string]int32)
+	h.deps = make(map[string]bool)
+	h.remote = make(map[remoteSession]map[string][]byte)
 	h.logs = nil
 	h.output = nil
 }
