@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/proxy"
 )
 
 // Response headers naming who served an invocation.
@@ -43,6 +45,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", s.invoke)
 	mux.HandleFunc("GET /v1/functions/{name}/sessions", s.listSessions)
 	mux.HandleFunc("DELETE /v1/functions/{name}/sessions/{id}", s.managed(s.evictSession))
+	mux.HandleFunc("POST /v1/functions/{name}/sessions/{id}/checkpoint", s.managed(s.checkpointSession))
 	return mux
 }
 
@@ -264,6 +267,11 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.sched.EvictFunction(name)
+	ctx, cancel := withTimeout(r.Context())
+	defer cancel()
+	if err := s.ckpts.remove(ctx, name); err != nil {
+		s.log.Warn("failed to remove the checkpoints of a deleted function", "function", name, "error", err)
+	}
 	s.log.Info("function deleted", "function", name)
 	writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
@@ -367,21 +375,60 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	writeJSON(w, http.StatusOK, s.sched.Sessions(ctx, f.Name))
+	list := s.sched.Sessions(ctx, f.Name)
+	stored, err := s.ckpts.sessions(ctx, f.Name)
+	if err != nil {
+		writeError(w, apierror.New(apierror.Unavailable, "list checkpointed sessions: %v", err))
+		return
+	}
+	active := make(map[string]bool, len(list))
+	for _, si := range list {
+		active[si.ID] = true
+	}
+	for _, si := range stored {
+		if !active[si.ID] {
+			list = append(list, si)
+		}
+	}
+	slices.SortFunc(list, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
+	writeJSON(w, http.StatusOK, list)
 }
 
+// evictSession checkpoints a session and releases its containers.
 func (s *Server) evictSession(w http.ResponseWriter, r *http.Request) {
+	s.sessionCall(w, r, "evicted", s.sched.Evict)
+}
+
+// checkpointSession checkpoints a session that stays active.
+func (s *Server) checkpointSession(w http.ResponseWriter, r *http.Request) {
+	s.sessionCall(w, r, "checkpointed", s.sched.Checkpoint)
+}
+
+// CheckpointReply answers evict and checkpoint.
+type CheckpointReply struct {
+	Session    string               `json:"session"`
+	Action     string               `json:"action"` // evicted, checkpointed
+	Checkpoint proxy.CheckpointInfo `json:"checkpoint"`
+}
+
+func (s *Server) sessionCall(w http.ResponseWriter, r *http.Request, action string, call func(ctx context.Context, fn, session string) (proxy.CheckpointInfo, error)) {
 	f, err := s.lookup(r.PathValue("name"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	id := r.PathValue("id")
-	if !s.sched.Evict(f.Name, id) {
-		writeError(w, apierror.New(apierror.NotFound, "no active session %q of %s", id, f.Name))
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	defer cancel()
+	info, err := call(ctx, f.Name, id)
+	if errors.Is(err, errNotActive) {
+		err = apierror.New(apierror.NotFound, "no active session %q of %s", id, f.Name)
+	}
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"evicted": id})
+	writeJSON(w, http.StatusOK, CheckpointReply{Session: id, Action: action, Checkpoint: info})
 }
 
 // ErrorBody is the JSON of every error response.

@@ -77,6 +77,7 @@ type FunctionStore struct {
 	fns     map[string]*Function
 	modules map[string][]byte // by digest, loaded on first use
 	deleted []func(name string)
+	updated []func(*Function)
 
 	watcher jetstream.KeyWatcher
 	done    chan struct{}
@@ -143,9 +144,25 @@ func (s *FunctionStore) apply(e jetstream.KeyValueEntry) {
 	}
 	f.Version = e.Revision()
 	s.mu.Lock()
-	if old := s.fns[f.Name]; old == nil || old.Version < f.Version {
+	old := s.fns[f.Name]
+	newer := old == nil || old.Version < f.Version
+	if newer {
 		s.fns[f.Name] = f
 	}
+	hooks := s.updated
+	s.mu.Unlock()
+	if newer && old != nil {
+		for _, fn := range hooks {
+			fn(f)
+		}
+	}
+}
+
+// OnUpdate registers fn to run when a deployed function gets a new
+// version, here or by another replica. fn must not block.
+func (s *FunctionStore) OnUpdate(fn func(*Function)) {
+	s.mu.Lock()
+	s.updated = append(s.updated, fn)
 	s.mu.Unlock()
 }
 

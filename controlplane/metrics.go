@@ -11,6 +11,7 @@ type Metrics struct {
 	invocations *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	coldSession prometheus.Histogram
+	checkpoint  prometheus.Histogram
 	copySession prometheus.Histogram
 	claims      *prometheus.CounterVec
 }
@@ -25,12 +26,14 @@ func NewMetrics() *Metrics {
 			Help: "Invocation latency through the control plane.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18)}, []string{"function"}),
 		coldSession: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xfaas_cold_session_seconds",
 			Help: "Time to create a session namespace (ColdSession).", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
+		checkpoint: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xfaas_checkpoint_seconds",
+			Help: "Time to checkpoint a session (snapshot, node copy, durable tier).", Buckets: prometheus.ExponentialBuckets(1e-4, 2, 16)}),
 		copySession: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xfaas_copy_session_seconds",
 			Help: "Time to add a secondary container (CopySession).", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xfaas_container_claims_total",
 			Help: "Containers claimed, from the warm pool (hit) or started (miss)."}, []string{"pool"}),
 	}
-	m.reg.MustRegister(m.invocations, m.latency, m.coldSession, m.copySession, m.claims,
+	m.reg.MustRegister(m.invocations, m.latency, m.coldSession, m.checkpoint, m.copySession, m.claims,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

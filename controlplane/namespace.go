@@ -34,6 +34,13 @@ type namespace struct {
 	waiters  []chan struct{}
 	lastUsed time.Time
 	dead     bool // the primary is gone: new requests need a new namespace
+	retiring bool // being checkpointed and released (keepalive.go)
+}
+
+func (ns *namespace) isRetiring() bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.retiring
 }
 
 func (ns *namespace) primary() *member { return ns.members[0] }
@@ -61,8 +68,12 @@ func (ns *namespace) acquire(ctx context.Context) (*member, error) {
 			if err == nil {
 				return m, nil
 			}
-			ns.sched.log.Warn("copy session failed; queueing", "function", ns.fn.Name, "session", ns.session, "error", err)
 			ns.mu.Lock()
+			if ns.dead {
+				ns.mu.Unlock()
+				return nil, errNamespaceGone
+			}
+			ns.sched.log.Warn("copy session failed; queueing", "function", ns.fn.Name, "session", ns.session, "error", err)
 		}
 		if len(ns.waiters) >= ns.queueLimit() {
 			ns.mu.Unlock()
@@ -125,6 +136,15 @@ func (ns *namespace) release(m *member) {
 	ns.lastUsed = time.Now()
 	ns.wakeLocked()
 	ns.mu.Unlock()
+}
+
+// wakeAllLocked wakes every queued request, when the namespace dies: they
+// see it dead and go on to its successor.
+func (ns *namespace) wakeAllLocked() {
+	for _, w := range ns.waiters {
+		w <- struct{}{} // buffered, one wake-up each
+	}
+	ns.waiters = nil
 }
 
 func (ns *namespace) wakeLocked() {

@@ -65,6 +65,9 @@ type coldStart struct {
 	done chan struct{}
 	ns   *namespace
 	err  error
+	// retry: the namespace was retiring (checkpoint, then release); the
+	// waiters look it up again.
+	retry bool
 }
 
 // NewScheduler starts a scheduler; it watches for lost containers and
@@ -107,9 +110,11 @@ func (s *Scheduler) Invoke(ctx context.Context, fn *Function, session string, in
 			return Result{}, err
 		}
 		m, err := ns.acquire(ctx)
-		if errors.Is(err, errNamespaceGone) && attempt == 0 {
-			s.forget(ns)
-			continue // the primary died before this request reached it
+		if errors.Is(err, errNamespaceGone) && attempt < 3 {
+			if !ns.isRetiring() {
+				s.forget(ns) // the primary died before this request reached it
+			}
+			continue // a retiring namespace starts again, restored
 		}
 		if err != nil {
 			return Result{}, err
@@ -129,24 +134,28 @@ func (s *Scheduler) Invoke(ctx context.Context, fn *Function, session string, in
 // namespace returns the live namespace of (fn, session), or creates it.
 func (s *Scheduler) namespace(ctx context.Context, fn *Function, session string) (*namespace, error) {
 	key := nsKey{fn.Name, session}
-	s.mu.Lock()
-	if ns := s.namespaces[key]; ns != nil {
+	for {
+		s.mu.Lock()
+		if ns := s.namespaces[key]; ns != nil {
+			s.mu.Unlock()
+			return ns, nil
+		}
+		cs := s.starting[key]
+		if cs == nil {
+			cs = &coldStart{done: make(chan struct{})}
+			s.starting[key] = cs
+			s.wg.Add(1)
+			go s.coldStart(key, fn, cs)
+		}
 		s.mu.Unlock()
-		return ns, nil
-	}
-	cs := s.starting[key]
-	if cs == nil {
-		cs = &coldStart{done: make(chan struct{})}
-		s.starting[key] = cs
-		s.wg.Add(1)
-		go s.coldStart(key, fn, cs)
-	}
-	s.mu.Unlock()
-	select {
-	case <-cs.done:
-		return cs.ns, cs.err
-	case <-ctx.Done():
-		return nil, apierror.New(apierror.Timeout, "the session did not start before the deadline")
+		select {
+		case <-cs.done:
+			if !cs.retry {
+				return cs.ns, cs.err
+			}
+		case <-ctx.Done():
+			return nil, apierror.New(apierror.Timeout, "the session did not start before the deadline")
+		}
 	}
 }
 
@@ -236,7 +245,7 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 		return nil, err
 	}
 	err = m.client.Bind(ctx, proxy.Binding{Function: fn.Name, Session: session, Role: role,
-		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr})
+		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr, Restore: role == proxy.RolePrimary})
 	if err != nil {
 		return nil, fmt.Errorf("bind container %s: %w", c.ID, err)
 	}
@@ -335,13 +344,18 @@ func (s *Scheduler) forget(ns *namespace) {
 	ns.mu.Lock()
 	members := ns.members
 	ns.members, ns.dead = nil, true
+	ns.wakeAllLocked()
 	ns.mu.Unlock()
 	if len(members) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = s.opts.Registry.ReleasePrimary(ctx, ns.fn.Name, ns.session, members[0].c.ID)
+	if members[0].owned {
+		// An adopted primary's claim is its owner's (or, when it died, the
+		// next ColdSession's) to release.
+		_ = s.opts.Registry.ReleasePrimary(ctx, ns.fn.Name, ns.session, members[0].c.ID)
+	}
 	for _, m := range members {
 		s.announce(registration(ns.fn.Name, ns.session, m), false)
 		s.stopMember(m)
@@ -413,10 +427,11 @@ func (s *Scheduler) all() []*namespace {
 	return out
 }
 
-// trimLoop releases secondaries idle for SecondaryIdle: they hold no state.
+// trimLoop releases secondaries idle for SecondaryIdle (they hold no
+// state) and retires namespaces idle for keep_alive_s.
 func (s *Scheduler) trimLoop() {
 	defer s.wg.Done()
-	tick := time.NewTicker(max(s.opts.SecondaryIdle/4, 10*time.Millisecond))
+	tick := time.NewTicker(min(max(s.opts.SecondaryIdle/4, 10*time.Millisecond), 250*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -429,6 +444,7 @@ func (s *Scheduler) trimLoop() {
 					s.stopMember(m)
 				}
 			}
+			s.keepAlive()
 		}
 	}
 }
@@ -452,18 +468,6 @@ func (ns *namespace) idleSecondaries(idle time.Duration) []*member {
 	return out
 }
 
-// Evict releases a namespace now. It reports whether the namespace existed.
-func (s *Scheduler) Evict(fn, session string) bool {
-	s.mu.Lock()
-	ns := s.namespaces[nsKey{fn, session}]
-	s.mu.Unlock()
-	if ns == nil {
-		return false
-	}
-	s.forget(ns)
-	return true
-}
-
 // EvictFunction releases every namespace of fn (it was deleted).
 func (s *Scheduler) EvictFunction(fn string) {
 	for _, ns := range s.all() {
@@ -482,6 +486,9 @@ func (s *Scheduler) Close() {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s.retireAll(ctx)
 	for _, ns := range s.all() {
 		s.forget(ns)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
@@ -65,6 +66,7 @@ type Server struct {
 	engine *proxy.Engine
 	hooks  *hooks
 	addrs  *addresses
+	ckpts  *checkpointIndex
 }
 
 // NewServer opens the function store and starts the scheduler.
@@ -88,6 +90,13 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns,
 		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
 	s.fns.OnDelete(s.sched.EvictFunction)
+	s.fns.OnUpdate(s.sched.Upgrade)
+	js, err := jetstream.New(deps.NATS)
+	if err != nil {
+		s.Close(ctx)
+		return nil, err
+	}
+	s.ckpts = &checkpointIndex{js: js}
 	if err := s.addrs.follow(ctx, deps.NATS, s.sched.primaryChanged); err != nil {
 		s.Close(ctx)
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -86,4 +87,17 @@ func (c *Container) Serve(ctx context.Context, ln net.Listener, grace time.Durat
 	err := wire.Serve(serveCtx, ln, c, c.HTTPHandler())
 	stop()
 	return errors.Join(err, <-closed)
+}
+
+// Checkpoint has a primary checkpoint its session now.
+func (c *Client) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
+	out, err := c.wc.Call(ctx, methodCheckpoint, nil)
+	if err != nil {
+		return CheckpointInfo{}, err
+	}
+	var info CheckpointInfo
+	if err := json.Unmarshal(out, &info); err != nil {
+		return CheckpointInfo{}, fmt.Errorf("checkpoint reply: %w", err)
+	}
+	return info, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -37,7 +39,16 @@ type Options struct {
 	// Resolver finds the primaries that pull_state reads from, for functions
 	// that declare depends_on. Nil makes those pulls unavailable (-8).
 	Resolver Resolver
-	Logger   hclog.Logger
+	// CheckpointDir is the node's checkpoint directory: checkpoints are
+	// written there and read from there when they are current. Empty
+	// keeps them only in the durable tier.
+	CheckpointDir string
+	// NATS, when set, gives the container the durable tier (the JetStream
+	// object store xfaas-checkpoints) and the session logs of durability
+	// "log". Without it, checkpoints stay on the node and durability "log"
+	// is refused.
+	NATS   *nats.Conn
+	Logger hclog.Logger
 }
 
 // Limits creates the per-worker cgroups of a bound container.
@@ -67,6 +78,7 @@ type Container struct {
 	log     hclog.Logger
 	started time.Time
 	metrics *prometheus.Registry
+	ckpts   *checkpoints
 
 	mu     sync.Mutex
 	b      *bound
@@ -82,6 +94,8 @@ type bound struct {
 	store   *state.Store // primary only
 	remotes remoteSet    // secondary only: the workers' connections to the primary
 	pull    *puller      // with depends_on only: pull_state's connections
+	journal *journal     // primary with durability "log" only
+	ckMu    sync.Mutex   // one checkpoint at a time
 	m       *invokeMetrics
 	limits  LimitStatus
 }
@@ -103,7 +117,12 @@ func New(opts Options) *Container {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Container{opts: opts, log: opts.Logger.With("container", opts.ID), started: time.Now(), metrics: reg}
+	c := &Container{opts: opts, log: opts.Logger.With("container", opts.ID), started: time.Now(), metrics: reg}
+	c.ckpts = &checkpoints{dir: opts.CheckpointDir, log: c.log}
+	if opts.NATS != nil {
+		c.ckpts.js, _ = jetstream.New(opts.NATS) // fails only on bad options
+	}
+	return c
 }
 
 // ID is the container's id.
@@ -166,6 +185,9 @@ func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := c.prepareState(ctx, nb); err != nil {
+		return nil, err
+	}
 	if len(b.Config.DependsOn) > 0 {
 		if nb.pull, err = newPuller(ctx, b.Config.DependsOn, c.opts.Resolver, b.Config.MaxWorkers, c.log); err != nil {
 			return nil, err
@@ -201,6 +223,32 @@ func (nb *bound) accessors(opts state.Options) (func() Accessor, error) {
 	return func() Accessor { return nb.store.NewTxn() }, nil
 }
 
+// prepareState gives a primary's new store its log and its restored
+// state, before it serves.
+func (c *Container) prepareState(ctx context.Context, nb *bound) error {
+	if nb.store == nil {
+		return nil
+	}
+	if nb.Config.Durability == "log" {
+		if c.opts.NATS == nil {
+			return apierror.New(apierror.BadRequest, "durability \"log\" needs NATS: the container runs without (xfaas proxy --nats)")
+		}
+		var err error
+		if nb.journal, err = openJournal(ctx, c.opts.NATS, nb.Function, nb.Session, c.log); err != nil {
+			return apierror.New(apierror.Unavailable, "%v", err)
+		}
+	}
+	if nb.Restore {
+		if err := c.restore(ctx, nb); err != nil {
+			return err
+		}
+	}
+	if nb.journal != nil {
+		nb.store.SetJournal(nb.journal)
+	}
+	return nil
+}
+
 // placer prepares the worker cgroups, or says once why there are none.
 func (c *Container) placer(nb *bound) (ThreadPlacer, error) {
 	nb.limits = LimitStatus{Reason: "cgroup limits disabled"}
@@ -229,6 +277,11 @@ func (c *Container) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	}
 	start := time.Now()
 	out, err := b.pool.Invoke(ctx, input)
+	if err == nil {
+		// Durability "log": the answer waits for the log to hold every
+		// write committed before it.
+		err = b.journal.sync(ctx)
+	}
 	b.m.observe(start, err)
 	return out, err
 }
@@ -268,6 +321,7 @@ func (nb *bound) close(ctx context.Context) error {
 	}
 	nb.remotes.closeAll()
 	nb.pull.close()
+	nb.journal.close()
 	if nb.engine != nil {
 		errs = append(errs, nb.engine.Close(context.Background()))
 	}
@@ -319,12 +373,23 @@ func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8
 		return nil, c.Bind(ctx, b)
 	case methodStatus:
 		return encodeJSON(c.Status())
+	case methodCheckpoint:
+		info, err := c.Checkpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return encodeJSON(info)
 	case methodStateGet, methodStatePut, methodStateDelete, methodStateEnd:
 		b := c.bound()
 		if b == nil || b.store == nil {
 			return nil, apierror.New(apierror.Unavailable, "container %s holds no session state", c.opts.ID)
 		}
-		return serveState(ctx, b.store, conn, method, payload)
+		reply, err := serveState(ctx, b.store, conn, method, payload)
+		if err == nil && (method == methodStatePut || method == methodStateDelete) {
+			// A secondary's write is acknowledged once it is logged.
+			err = b.journal.sync(ctx)
+		}
+		return reply, err
 	}
 	return nil, apierror.New(apierror.BadRequest, "unknown method %d", method)
 }

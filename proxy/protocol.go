@@ -14,6 +14,7 @@ const (
 	methodInvoke      uint8 = 1  // control plane → container
 	methodBind        uint8 = 2  // control plane → pool container
 	methodStatus      uint8 = 3  // control plane → container
+	methodCheckpoint  uint8 = 4  // control plane → primary
 	methodStateGet    uint8 = 10 // secondary → primary
 	methodStatePut    uint8 = 11 // secondary → primary
 	methodStateDelete uint8 = 12 // secondary → primary
@@ -42,6 +43,9 @@ type Binding struct {
 	Digest string
 	// Primary is the primary's address, for a secondary.
 	Primary string
+	// Restore makes a primary restore the session's latest checkpoint (and
+	// its log tail) before it serves, if there is one.
+	Restore bool
 }
 
 func (b *Binding) encode() ([]byte, error) {
@@ -50,7 +54,7 @@ func (b *Binding) encode() ([]byte, error) {
 		return nil, err
 	}
 	e := wire.NewEncoder(len(b.Module) + 512)
-	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary)
+	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary).Bool(b.Restore)
 	return e.Payload(), nil
 }
 
@@ -58,7 +62,7 @@ func decodeBinding(p []byte) (Binding, error) {
 	d := wire.NewDecoder(p)
 	b := Binding{Function: d.String(), Session: d.String(), Role: Role(d.String())}
 	cfg := d.Bytes()
-	b.Module, b.Digest, b.Primary = d.Bytes(), d.String(), d.String()
+	b.Module, b.Digest, b.Primary, b.Restore = d.Bytes(), d.String(), d.String(), d.Bool()
 	if err := d.Err(); err != nil {
 		return Binding{}, err
 	}

@@ -44,7 +44,8 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines")
 	grace := fs.Duration("grace", 10*time.Second, "how long running requests may finish at shutdown")
-	natsURL := fs.String("nats", "", "NATS server to follow session addresses on, for pull_state of the functions in depends_on (default: pulls are unavailable)")
+	natsURL := fs.String("nats", "", "NATS server (with JetStream): session addresses for pull_state, the durable checkpoint tier and the logs of durability \"log\" (default: none of them)")
+	ckptDir := fs.String("checkpoint-dir", "", "the node's checkpoint directory (default: checkpoints only in the durable tier)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,14 +54,21 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	if *id == "" {
 		*id = proxy.NewID()
 	}
-	opts := proxy.Options{ID: *id, Node: *node, CacheDir: *cacheDir, Logger: log}
+	opts := proxy.Options{ID: *id, Node: *node, CacheDir: *cacheDir, CheckpointDir: *ckptDir, Logger: log}
 	if *natsURL != "" {
-		table, closeTable, err := addressTable(ctx, *natsURL, *id, log)
+		// The connection reconnects for ever; a server unreachable at start
+		// is an error, so that a wrong URL shows at once.
+		nc, err := nats.Connect(*natsURL, nats.Name("xfaas-proxy "+*id), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to nats %s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		table, err := bus.NewTable(ctx, nc, bus.TableOptions{Logger: log.Named("bus")})
 		if err != nil {
 			return err
 		}
-		defer closeTable()
-		opts.Resolver = table
+		defer table.Close()
+		opts.Resolver, opts.NATS = table, nc
 	}
 	if !*noCgroups {
 		if *cgroup == "" {
@@ -88,27 +96,6 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	return c.Serve(ctx, ln, *grace)
 }
 
-// addressTable connects to NATS and returns the table that resolves
-// pull_state: it follows the functions of depends_on once the container is
-// bound (proxy.Resolver.Watch). The connection reconnects for ever; a
-// server unreachable at start is an error, so that a wrong URL shows at
-// once.
-func addressTable(ctx context.Context, url, id string, log hclog.Logger) (*bus.Table, func(), error) {
-	nc, err := nats.Connect(url, nats.Name("xfaas-proxy "+id), nats.MaxReconnects(-1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
-	}
-	table, err := bus.NewTable(ctx, nc, bus.TableOptions{Logger: log.Named("bus")})
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return table, func() {
-		table.Close()
-		nc.Close()
-	}, nil
-}
-
 func bindStandalone(ctx context.Context, c *proxy.Container, path, function, session, config string) error {
 	wasm, err := os.ReadFile(path)
 	if err != nil {
@@ -118,5 +105,5 @@ func bindStandalone(ctx context.Context, c *proxy.Container, path, function, ses
 	if err != nil {
 		return err
 	}
-	return c.Bind(ctx, proxy.Binding{Function: function, Session: session, Role: proxy.RolePrimary, Config: cfg, Module: wasm})
+	return c.Bind(ctx, proxy.Binding{Function: function, Session: session, Role: proxy.RolePrimary, Config: cfg, Module: wasm, Restore: true})
 }

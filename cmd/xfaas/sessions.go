@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/xfaas/xfaas/controlplane"
+	"github.com/xfaas/xfaas/controlplane/client"
 )
 
 func init() {
 	commands["sessions"] = command{"list the session namespaces of a function", runSessions}
 	commands["evict"] = command{"checkpoint a session now and release its containers", runEvict}
+	commands["checkpoint"] = command{"checkpoint an active session now; it keeps running", runCheckpoint}
 }
 
 func runSessions(ctx context.Context, env *cli, args []string) error {
@@ -74,7 +76,16 @@ func ago(t, now time.Time) string {
 }
 
 func runEvict(ctx context.Context, env *cli, args []string) error {
-	fs := newFlags(env, "evict", "NAME SESSION_ID")
+	return sessionCall(ctx, env, "evict", args, (*client.Client).Evict)
+}
+
+func runCheckpoint(ctx context.Context, env *cli, args []string) error {
+	return sessionCall(ctx, env, "checkpoint", args, (*client.Client).Checkpoint)
+}
+
+func sessionCall(ctx context.Context, env *cli, name string, args []string,
+	call func(*client.Client, context.Context, string, string) (controlplane.CheckpointReply, error)) error {
+	fs := newFlags(env, name, "NAME SESSION_ID")
 	api := addAPIFlags(fs)
 	args, err := parseArgs(fs, args)
 	if err != nil {
@@ -83,9 +94,16 @@ func runEvict(ctx context.Context, env *cli, args []string) error {
 	if err := wantArgs(fs, args, 2, "NAME and SESSION_ID"); err != nil {
 		return err
 	}
-	if err := api.client().Evict(ctx, args[0], args[1]); err != nil {
+	reply, err := call(api.client(), ctx, args[0], args[1])
+	if err != nil {
 		return apiError(err)
 	}
-	fmt.Fprintf(env.stdout, "evicted session %s of %s\n", args[1], args[0])
+	ck := reply.Checkpoint
+	where := "durable tier"
+	if !ck.Durable {
+		where = "node only"
+	}
+	fmt.Fprintf(env.stdout, "%s session %s of %s: checkpoint seq %d, %d keys, %s (%s)\n",
+		reply.Action, args[1], args[0], ck.Seq, ck.Keys, byteSize(ck.Bytes), where)
 	return nil
 }

@@ -32,6 +32,12 @@ type EmbeddedOptions struct {
 	Logger hclog.Logger
 }
 
+// MaxPayload is the largest message the embedded server accepts: a logged
+// write of durability "log" carries its value, up to 4 MiB, and its key.
+// An external server needs max_payload at least this large for such
+// values.
+const MaxPayload = 8 << 20
+
 // Embedded is a NATS server running in this process, as `xfaas dev` runs it.
 type Embedded struct {
 	s        *server.Server
@@ -52,7 +58,9 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	s, err := server.NewServer(&server.Options{
 		ServerName: o.Name, Host: o.Host, Port: o.Port,
 		JetStream: o.JetStream, StoreDir: o.Dir,
-		NoSigs: true, NoLog: true,
+		// Session logs carry whole values (up to 4 MiB each).
+		MaxPayload: MaxPayload,
+		NoSigs:     true, NoLog: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)

@@ -222,8 +222,22 @@ func (c *Client) Sessions(ctx context.Context, name string) ([]controlplane.Sess
 
 // Evict checkpoints session sessionID of function name now and releases its
 // containers.
-func (c *Client) Evict(ctx context.Context, name, sessionID string) error {
-	return c.delete(ctx, functionPath(name)+"/sessions/"+url.PathEscape(sessionID))
+func (c *Client) Evict(ctx context.Context, name, sessionID string) (controlplane.CheckpointReply, error) {
+	return c.sessionCall(ctx, http.MethodDelete, functionPath(name)+"/sessions/"+url.PathEscape(sessionID))
+}
+
+// Checkpoint checkpoints an active session without stopping it.
+func (c *Client) Checkpoint(ctx context.Context, name, sessionID string) (controlplane.CheckpointReply, error) {
+	return c.sessionCall(ctx, http.MethodPost, functionPath(name)+"/sessions/"+url.PathEscape(sessionID)+"/checkpoint")
+}
+
+func (c *Client) sessionCall(ctx context.Context, method, path string) (controlplane.CheckpointReply, error) {
+	var reply controlplane.CheckpointReply
+	req, err := c.newRequest(ctx, method, path, nil)
+	if err != nil {
+		return reply, err
+	}
+	return reply, c.doJSON(c.managed(req), &reply)
 }
 
 func functionPath(name string) string { return "/v1/functions/" + url.PathEscape(name) }

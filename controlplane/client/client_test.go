@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfaas/xfaas/controlplane"
 	"github.com/xfaas/xfaas/controlplane/client"
 	"github.com/xfaas/xfaas/controlplane/cptest"
 	"github.com/xfaas/xfaas/internal/apierror"
@@ -83,8 +84,8 @@ func TestEveryCall(t *testing.T) {
 		t.Fatalf("sessions: %+v, %v", sessions, err)
 	}
 	alice := string(hint.SessionIDOf(token))
-	if err := c.Evict(ctx, "counter", alice); err != nil {
-		t.Fatal(err)
+	if reply, err := c.Evict(ctx, "counter", alice); err != nil || reply.Action != "evicted" || reply.Checkpoint.Keys != 1 || !reply.Checkpoint.Durable {
+		t.Fatalf("evict: %+v, %v", reply, err)
 	}
 	sessions, err = c.Sessions(ctx, "counter")
 	if err != nil {
@@ -125,7 +126,7 @@ func TestErrorKinds(t *testing.T) {
 	wantKind(t, "forged hint", err, apierror.BadHint, "not sealed")
 	_, err = c.Invoke(ctx, "counter", "", make([]byte, 7<<20))
 	wantKind(t, "7 MiB input", err, apierror.TooLarge, "exceeds")
-	err = c.Evict(ctx, "counter", strings.Repeat("ab", hint.SessionIDLen/2))
+	_, err = c.Evict(ctx, "counter", strings.Repeat("ab", hint.SessionIDLen/2))
 	wantKind(t, "evict unknown session", err, apierror.NotFound, "no active session")
 	_, err = c.Sessions(ctx, "nothere")
 	wantKind(t, "sessions of unknown", err, apierror.NotFound, "nothere")
@@ -144,7 +145,7 @@ func TestManagementToken(t *testing.T) {
 		_, err := c.Deploy(ctx, "counter", wasm, nil, "")
 		wantKind(t, "deploy with token "+token, err, apierror.Unauthorized, "management token")
 		wantKind(t, "delete with token "+token, c.Delete(ctx, "counter"), apierror.Unauthorized, "management token")
-		wantKind(t, "evict with token "+token, c.Evict(ctx, "counter", "default"), apierror.Unauthorized, "management token")
+		wantKind(t, "evict with token "+token, evictErr(c.Evict(ctx, "counter", "default")), apierror.Unauthorized, "management token")
 	}
 	c := client.New(e.URL, "x")
 	if _, err := c.Deploy(ctx, "counter", wasm, nil, ""); err != nil {
@@ -158,7 +159,7 @@ func TestManagementToken(t *testing.T) {
 	if _, err := anon.Sessions(ctx, "counter"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Evict(ctx, "counter", "default"); err != nil {
+	if _, err := c.Evict(ctx, "counter", "default"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Delete(ctx, "counter"); err != nil {
@@ -261,3 +262,5 @@ func BenchmarkInvoke(b *testing.B) {
 		}
 	})
 }
+
+func evictErr(_ controlplane.CheckpointReply, err error) error { return err }

@@ -41,6 +41,9 @@ type Env struct {
 	Reg     *registry.Memory
 	// NATS is the server's client URL.
 	NATS string
+	// Dir is the local backend's directory: sockets, and each simulated
+	// node's checkpoints under nodes/<node>/checkpoints.
+	Dir string
 	// Keys are the hint keysets of the functions Deploy deployed.
 	Keys map[string]hint.Keyset
 }
@@ -69,14 +72,20 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(nc.Close)
 	cache := filepath.Join(os.TempDir(), "xfaas-test-compile-cache")
-	log := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Warn})
-	backend, err := placement.NewLocal(placement.LocalOptions{Binary: testbin.Xfaas(t), Dir: t.TempDir(),
+	// XFAAS_TEST_LOG=debug (or info, trace) shows more of the control plane.
+	level := hclog.Warn
+	if l := os.Getenv("XFAAS_TEST_LOG"); l != "" {
+		level = hclog.LevelFromString(l)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: level})
+	dir := t.TempDir()
+	backend, err := placement.NewLocal(placement.LocalOptions{Binary: testbin.Xfaas(t), Dir: dir,
 		Nodes: max(o.Nodes, 1), PoolSize: max(o.Pool, 1), CacheDir: cache, Cgroups: true, Network: o.Network, Logger: log.Named("local"),
 		ProxyArgs: []string{"--nats", ns.ClientURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{t: t, Backend: backend, Reg: registry.NewMemory(), NATS: ns.ClientURL(), Keys: map[string]hint.Keyset{}}
+	e := &Env{t: t, Backend: backend, Reg: registry.NewMemory(), NATS: ns.ClientURL(), Dir: dir, Keys: map[string]hint.Keyset{}}
 	e.Server, err = controlplane.NewServer(context.Background(), controlplane.Config{Token: o.Token, CacheDir: cache, SecondaryIdle: o.SecondaryIdle},
 		controlplane.Deps{NATS: nc, Backend: backend, Registry: e.Reg, Logger: log})
 	if err != nil {
@@ -104,12 +113,17 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Deploy deploys guest (a testwasm name) as name with a fresh hint keyset
-// and config JSON, and fails the test unless it succeeds.
+// Deploy deploys guest (a testwasm name) as name with config JSON and the
+// function's hint keyset (new on its first deploy, kept afterwards, as the
+// CLI's keystore does), and fails the test unless it succeeds.
 func (e *Env) Deploy(name, guest, config string) controlplane.FunctionInfo {
 	e.t.Helper()
-	ks := hint.Generate()
-	e.Keys[name] = ks
+	// Like the CLI's keystore: a function keeps its keyset across deploys.
+	ks, ok := e.Keys[name]
+	if !ok {
+		ks = hint.Generate()
+		e.Keys[name] = ks
+	}
 	vk, _ := ks.VerifyKey().MarshalText()
 	resp := e.DeployForm(name, map[string][]byte{"module": testwasm.Bytes(e.t, guest), "config": []byte(config), "hint_key": vk}, "")
 	body, _ := io.ReadAll(resp.Body)

@@ -404,7 +404,8 @@ func (l *Local) spawn(ctx context.Context, n *localNode) (*proc, error) {
 	if l.opts.Network == "unix" {
 		listen = "unix://" + filepath.Join(l.opts.Dir, id+".sock")
 	}
-	args := []string{"proxy", "--listen", listen, "--id", id, "--node", n.name}
+	args := []string{"proxy", "--listen", listen, "--id", id, "--node", n.name,
+		"--checkpoint-dir", filepath.Join(l.opts.Dir, "nodes", n.name, "checkpoints")}
 	if l.opts.CacheDir != "" {
 		args = append(args, "--cache-dir", l.opts.CacheDir)
 	}

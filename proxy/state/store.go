@@ -98,6 +98,8 @@ type Store struct {
 	bytes atomic.Int64  // total key and value bytes of present entries
 	keys  atomic.Int64  // present entries
 
+	journal Journal // durability "log"; nil otherwise
+
 	// waitMu serializes wait-graph registrations (see locks.go). It is
 	// taken only when a request is about to wait for a lock.
 	waitMu sync.Mutex
@@ -184,6 +186,9 @@ func (s *Store) installLocked(key []byte, e *entry, val []byte) error {
 		s.keys.Add(1)
 	}
 	e.val, e.present, e.stamp = val, true, s.seq.Add(1)
+	if s.journal != nil {
+		s.journal.Append(key, val, false, e.stamp)
+	}
 	return nil
 }
 
@@ -196,6 +201,9 @@ func (s *Store) removeLocked(sh *shard, key []byte, e *entry) {
 		s.keys.Add(-1)
 	}
 	e.val, e.present, e.stamp = nil, false, s.seq.Add(1)
+	if s.journal != nil {
+		s.journal.Append(key, nil, true, e.stamp)
+	}
 	s.dropIfIdleLocked(sh, key, e)
 }
 

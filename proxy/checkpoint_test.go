@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+
+	"github.com/xfaas/xfaas/controlplane/bus"
+	"github.com/xfaas/xfaas/internal/checkpoint"
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/testwasm"
+)
+
+func startNATS(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// bindKV binds a kv primary of session sess, restoring.
+func bindKV(t *testing.T, cl *Client, sess, durability string) error {
+	t.Helper()
+	cfg := fnconfig.Default()
+	cfg.Durability = durability
+	return cl.Bind(context.Background(), Binding{Function: "kv", Session: sess, Role: RolePrimary,
+		Config: cfg, Module: testwasm.Bytes(t, "c/kv"), Restore: true})
+}
+
+func invokeOK(t *testing.T, cl *Client, in string) string {
+	t.Helper()
+	out, err := cl.Invoke(context.Background(), []byte(in))
+	if err != nil {
+		t.Fatalf("invoke %q: %v", in, err)
+	}
+	return string(out)
+}
+
+// A checkpoint taken by one container restores in the next, from the node's
+// directory or, without it, from the durable tier.
+func TestCheckpointRestoreRoundTrip(t *testing.T) {
+	nc := startNATS(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		dir     string
+		durable bool
+	}{{"node directory", dir, false}, {"durable tier", "", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := fmt.Sprintf("%032x", len(tc.name))
+			_, cl := startContainer(t, Options{CheckpointDir: dir, NATS: nc})
+			if err := bindKV(t, cl, sess, "checkpoint"); err != nil {
+				t.Fatal(err)
+			}
+			invokeOK(t, cl, "set a 1")
+			invokeOK(t, cl, "set b two")
+			info, err := cl.Checkpoint(context.Background())
+			if err != nil || info.Keys != 2 || !info.Durable {
+				t.Fatalf("checkpoint: %+v, %v", info, err)
+			}
+			var opts Options
+			if tc.durable {
+				opts.NATS = nc // and no directory: only the durable tier has it
+			} else {
+				opts.CheckpointDir = dir // and no NATS: only the node has it
+			}
+			_, next := startContainer(t, opts)
+			if err := bindKV(t, next, sess, "checkpoint"); err != nil {
+				t.Fatal(err)
+			}
+			if got := invokeOK(t, next, "get b"); got != "two" {
+				t.Fatalf("restored b = %q", got)
+			}
+		})
+	}
+}
+
+// The corrupt-checkpoint matrix: each damaged checkpoint is refused with a
+// clear error, the container stays unbound (no empty session), and the
+// damaged file is kept aside.
+func TestCorruptCheckpoints(t *testing.T) {
+	const sess = "0123456789abcdef0123456789abcdef"
+	good := (&checkpoint.Checkpoint{Function: "kv", Session: sess, Seq: 3, Created: time.Now(),
+		Entries: []checkpoint.Entry{{Key: "a", Value: []byte("1"), Stamp: 3}}}).Encode()
+	other := (&checkpoint.Checkpoint{Function: "kv", Session: "default", Seq: 3, Created: time.Now()}).Encode()
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"truncated", good[:len(good)/2], checkpoint.ErrCorrupt},
+		{"flipped byte", flip(good, len(good)/2), checkpoint.ErrCorrupt},
+		{"bad checksum", flip(good, len(good)-1), checkpoint.ErrCorrupt},
+		{"empty", nil, checkpoint.ErrCorrupt},
+		{"wrong version", version(good, checkpoint.Version+1), checkpoint.ErrVersion},
+		{"another session's", other, checkpoint.ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "kv", sess+".ckpt")
+			if err := checkpoint.WriteFile(path, tc.data); err != nil {
+				t.Fatal(err)
+			}
+			cs := &checkpoints{dir: dir, log: hclog.NewNullLogger()}
+			ck, _, err := cs.load(context.Background(), "kv", sess)
+			if ck != nil || !errors.Is(err, tc.want) {
+				t.Fatalf("load: %v, %v; want %v", ck, err, tc.want)
+			}
+			aside, _ := filepath.Glob(path + ".corrupt-*")
+			if tc.name != "another session's" && len(aside) != 1 {
+				t.Fatalf("damaged file not kept aside: %v", aside)
+			}
+			_, cl := startContainer(t, Options{CheckpointDir: dir})
+			if err := bindKV(t, cl, sess, "checkpoint"); err == nil {
+				t.Fatal("bound a session whose checkpoint is damaged")
+			}
+			if _, err := cl.Invoke(context.Background(), []byte("get a")); err == nil {
+				t.Fatal("the container serves after a refused restore")
+			}
+		})
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	c := append([]byte(nil), b...)
+	c[i] ^= 0x5a
+	return c
+}
+
+func version(b []byte, v uint16) []byte {
+	c := append([]byte(nil), b...)
+	binary.BigEndian.PutUint16(c[6:], v)
+	return c
+}
+
+// With durability "log", a container that dies without a checkpoint comes
+// back from its log; with a checkpoint, from it and the log tail after it.
+func TestLogReplay(t *testing.T) {
+	nc := startNATS(t)
+	const sess = "00000000000000000000000000000001"
+	first, cl := startContainer(t, Options{NATS: nc})
+	if err := bindKV(t, cl, sess, "log"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		invokeOK(t, cl, fmt.Sprintf("set k%d v%d", i, i))
+	}
+	invokeOK(t, cl, "del k7")
+	if _, err := cl.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	invokeOK(t, cl, "set k1 after")
+	invokeOK(t, cl, "del k2")
+	invokeOK(t, cl, "set k7 back")
+	// The container goes without a checkpoint of these last writes.
+	first.Close(context.Background())
+
+	_, next := startContainer(t, Options{NATS: nc})
+	if err := bindKV(t, next, sess, "log"); err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{"get k1": "after", "get k7": "back", "get k49": "v49"} {
+		if got := invokeOK(t, next, in); got != want {
+			t.Fatalf("%s = %q, want %q", in, got, want)
+		}
+	}
+	if out, err := next.Invoke(context.Background(), []byte("get k2")); err == nil {
+		t.Fatalf("deleted k2 came back: %q", out)
+	}
+	st, err := next.Status(context.Background())
+	if err != nil || st.State == nil || st.State.Keys != 49 {
+		t.Fatalf("status after replay: %+v, %v", st.State, err)
+	}
+}
+
+// Durability "log" without NATS is refused at bind, not at the first write.
+func TestLogDurabilityNeedsNATS(t *testing.T) {
+	_, cl := startContainer(t, Options{})
+	if err := bindKV(t, cl, "default", "log"); err == nil {
+		t.Fatal("bound durability log without NATS")
+	}
+}
