@@ -1,0 +1,138 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/xfaas/xfaas/controlplane/registry"
+)
+
+// Defaults of Options.
+const (
+	DefaultService         = "xfaas-session"
+	DefaultKeyPrefix       = "xfaas/primary/"
+	DefaultCheckInterval   = 2 * time.Second
+	DefaultDeregisterAfter = time.Minute
+	DefaultSyncTimeout     = 10 * time.Second
+)
+
+// ErrInvalidConfig is wrapped by New for bad Options.
+var ErrInvalidConfig = errors.New("invalid consul registry config")
+
+// Options configure a Registry. Zero fields take the defaults.
+type Options struct {
+	// Service is the Consul service name. The default is "xfaas-session".
+	Service string
+	// KeyPrefix is where claims live in the KV store; it ends in "/". The
+	// default is "xfaas/primary/".
+	KeyPrefix string
+	// CheckInterval is how often a container's /healthz is probed: by
+	// Consul for tcp addresses, by the Registry for unix ones. The default
+	// is 2 s, the minimum 1 s.
+	CheckInterval time.Duration
+	// DeregisterAfter is how long a check may stay critical before Consul
+	// removes the service. The default is 1 min.
+	DeregisterAfter time.Duration
+	// SyncTimeout bounds how long Register and Deregister wait for the
+	// catalog to show the change. The default is 10 s.
+	SyncTimeout time.Duration
+	// Logger receives the unix health refresher's warnings. The default
+	// discards them.
+	Logger hclog.Logger
+}
+
+func (o *Options) fill() {
+	if o.Service == "" {
+		o.Service = DefaultService
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultKeyPrefix
+	}
+	if o.CheckInterval == 0 {
+		o.CheckInterval = DefaultCheckInterval
+	}
+	if o.DeregisterAfter == 0 {
+		o.DeregisterAfter = DefaultDeregisterAfter
+	}
+	if o.SyncTimeout == 0 {
+		o.SyncTimeout = DefaultSyncTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case !strings.HasSuffix(o.KeyPrefix, "/") || strings.HasPrefix(o.KeyPrefix, "/"):
+		return fmt.Errorf("%w: key_prefix %q must end, and not start, with /", ErrInvalidConfig, o.KeyPrefix)
+	case o.CheckInterval < time.Second:
+		// Consul's floor for HTTP checks: it would run them every second anyway.
+		return fmt.Errorf("%w: check_interval must be >= 1s", ErrInvalidConfig)
+	case o.DeregisterAfter < time.Minute:
+		// Consul's own floor: it reaps critical services at most once a minute.
+		return fmt.Errorf("%w: deregister_after must be >= 1m", ErrInvalidConfig)
+	case o.SyncTimeout < 0:
+		return fmt.Errorf("%w: sync_timeout must be >= 0", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Registry is a registry.Registry on Consul. Close stops the health refresh
+// of unix containers; it does not deregister anything.
+type Registry struct {
+	c    *api.Client
+	opts Options
+	http *http.Client // probes unix containers
+
+	mu   sync.Mutex
+	unix map[string]string // container id -> socket path, refreshed by ttlLoop
+
+	closing atomic.Bool
+	stop    context.CancelFunc // ends ttlLoop and its probes
+	wg      sync.WaitGroup
+}
+
+var _ registry.Registry = (*Registry)(nil)
+
+// New returns a Registry that talks to Consul through client, normally the
+// local agent's (api.DefaultConfig honours CONSUL_HTTP_ADDR and friends).
+func New(client *api.Client, opts Options) (*Registry, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidConfig)
+	}
+	opts.fill()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	r := &Registry{
+		c:    client,
+		opts: opts,
+		http: newProbeClient(opts.CheckInterval),
+		unix: map[string]string{},
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	r.wg.Add(1)
+	go r.ttlLoop(ctx)
+	return r, nil
+}
+
+// Close stops the Registry's goroutines. It is idempotent.
+func (r *Registry) Close() error {
+	if !r.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	r.stop()
+	r.wg.Wait()
+	return nil
+}

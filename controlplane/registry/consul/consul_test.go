@@ -1,0 +1,389 @@
+package consul_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/controlplane/registry/consul"
+	"github.com/xfaas/xfaas/controlplane/registry/registrytest"
+	"github.com/xfaas/xfaas/internal/consultest"
+)
+
+// fastCheck makes checks turn passing within about a second: Consul's
+// floor for HTTP check intervals.
+const fastCheck = time.Second
+
+// One agent serves every subtest; each subtest has its own service name and
+// key prefix, so they cannot see each other's registrations.
+func TestRegistry(t *testing.T) {
+	agent := consultest.Start(t)
+	var n atomic.Int64
+	isolation := func() consul.Options {
+		i := n.Add(1)
+		return consul.Options{Service: fmt.Sprintf("xfaas-session-t%d", i), KeyPrefix: fmt.Sprintf("xfaas-test/%d/primary/", i)}
+	}
+	isolated := func(t *testing.T, client *api.Client) *consul.Registry {
+		return newRegistry(t, client, isolation())
+	}
+
+	t.Run("Conformance", func(t *testing.T) {
+		registrytest.Run(t, func(t *testing.T) registry.Registry { return isolated(t, agent.Client) })
+	})
+	t.Run("ClaimRaceAcrossReplicas", func(t *testing.T) { claimRaceAcrossReplicas(t, agent, isolation()) })
+	t.Run("Watch", func(t *testing.T) {
+		opts := isolation()
+		watch(t, newRegistry(t, agent.Client, opts), newRegistry(t, agent.NewClient(t), opts))
+	})
+	t.Run("EscapedKeys", func(t *testing.T) { escapedKeys(t, isolated(t, agent.Client)) })
+	t.Run("UnixTTL", func(t *testing.T) { unixTTL(t, agent, isolated(t, agent.Client)) })
+	// Last, and with the default service name, as a user would look it up.
+	t.Run("FindPrimary", func(t *testing.T) {
+		findPrimary(t, agent, newRegistry(t, agent.Client, consul.Options{CheckInterval: fastCheck}))
+	})
+}
+
+func newRegistry(t *testing.T, client *api.Client, opts consul.Options) *consul.Registry {
+	t.Helper()
+	if opts.CheckInterval == 0 {
+		opts.CheckInterval = fastCheck
+	}
+	r, err := consul.New(client, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// Several control-plane replicas, each with its own client, race for one
+// namespace: one wins, every other is told who; only the winner can
+// release.
+func claimRaceAcrossReplicas(t *testing.T, agent *consultest.Agent, opts consul.Options) {
+	ctx := context.Background()
+	const replicas, perReplica = 6, 4
+	regs := make([]*consul.Registry, replicas)
+	for i := range regs {
+		regs[i] = newRegistry(t, agent.NewClient(t), opts)
+	}
+	type result struct {
+		claimer string
+		owner   registry.Registration
+		won     bool
+	}
+	results := make(chan result, replicas*perReplica)
+	var wg sync.WaitGroup
+	for i, r := range regs {
+		for j := range perReplica {
+			wg.Go(func() {
+				me := fmt.Sprintf("r%d-c%d", i, j)
+				owner, won, err := r.ClaimPrimary(ctx, registry.Registration{
+					Container: me, Function: "fn", Session: "race", Role: registry.RoleSecondary,
+					Node: "node-" + strconv.Itoa(i), Addr: "tcp://127.0.0.1:1",
+				})
+				if err != nil {
+					t.Errorf("claim by %s: %v", me, err)
+				}
+				results <- result{me, owner, won}
+			})
+		}
+	}
+	wg.Wait()
+	close(results)
+	var winner string
+	var owners []string
+	for res := range results {
+		if res.won {
+			if winner != "" {
+				t.Fatalf("two winners: %s and %s", winner, res.claimer)
+			}
+			if res.owner.Container != res.claimer {
+				t.Fatalf("winner %s got owner %+v", res.claimer, res.owner)
+			}
+			winner = res.claimer
+		}
+		owners = append(owners, res.owner.Container)
+	}
+	if winner == "" {
+		t.Fatal("nobody won")
+	}
+	for _, o := range owners {
+		if o != winner {
+			t.Fatalf("a claimer was told the owner is %q, not %q", o, winner)
+		}
+	}
+	got, err := regs[1].Primary(ctx, "fn", "race")
+	if err != nil || got.Container != winner || got.Role != registry.RolePrimary {
+		t.Fatalf("Primary = %+v, %v; want %s as primary", got, err, winner)
+	}
+	// The winner's service says primary.
+	list, err := regs[2].List(ctx, "fn")
+	if err != nil || len(list) != 1 || list[0].Container != winner || list[0].Role != registry.RolePrimary {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+
+	for _, r := range regs {
+		if err := r.ReleasePrimary(ctx, "fn", "race", "not-"+winner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := regs[0].Primary(ctx, "fn", "race"); err != nil || got.Container != winner {
+		t.Fatalf("after releases by non-owners: %+v, %v", got, err)
+	}
+	if err := regs[3].ReleasePrimary(ctx, "fn", "race", winner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regs[4].Primary(ctx, "fn", "race"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("after release by the owner: %v; want ErrNotFound", err)
+	}
+}
+
+// A second Registry, as a restarted control plane, rebuilds and follows the
+// claims of the first.
+func watch(t *testing.T, writer, reader *consul.Registry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	claim := func(container, fn, session string) {
+		t.Helper()
+		if _, won, err := writer.ClaimPrimary(ctx, registry.Registration{Container: container, Function: fn, Session: session, Addr: "tcp://127.0.0.1:1"}); !won || err != nil {
+			t.Fatalf("claim %s: won=%v %v", container, won, err)
+		}
+	}
+	claim("a", "fn", "s1")
+	claim("o", "other", "s1")
+
+	all, err := reader.Primaries(ctx, "")
+	if err != nil || len(all) != 2 || all[0].Container != "a" || all[1].Container != "o" {
+		t.Fatalf("Primaries() = %+v, %v", all, err)
+	}
+
+	snapshots := make(chan []string, 16)
+	watchCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- reader.WatchPrimaries(watchCtx, "fn", func(regs []registry.Registration) {
+			var c []string
+			for _, r := range regs {
+				c = append(c, r.Container)
+			}
+			snapshots <- c
+		})
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-snapshots:
+			if fmt.Sprint(got) != want {
+				t.Fatalf("watch saw %v; want %s", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch saw nothing; want %s", want)
+		}
+	}
+	next("[a]")
+	claim("b", "fn", "s2")
+	next("[a b]")
+	if err := writer.ReleasePrimary(ctx, "fn", "s1", "a"); err != nil {
+		t.Fatal(err)
+	}
+	next("[b]")
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("WatchPrimaries returned %v; want context.Canceled", err)
+	}
+}
+
+// Names that are not plain path segments still make one key each.
+func escapedKeys(t *testing.T, r *consul.Registry) {
+	ctx := context.Background()
+	for _, s := range []string{"a/b", "a", "..", ".", "x y%z", "ü"} {
+		if _, won, err := r.ClaimPrimary(ctx, registry.Registration{Container: "c-" + s, Function: "f/n", Session: s, Addr: "tcp://127.0.0.1:1"}); !won || err != nil {
+			t.Fatalf("claim %q: won=%v %v", s, won, err)
+		}
+	}
+	for _, s := range []string{"a/b", "a", "..", ".", "x y%z", "ü"} {
+		got, err := r.Primary(ctx, "f/n", s)
+		if err != nil || got.Container != "c-"+s || got.Session != s {
+			t.Fatalf("Primary(%q) = %+v, %v", s, got, err)
+		}
+	}
+	if got, err := r.Primaries(ctx, "f/n"); err != nil || len(got) != 6 {
+		t.Fatalf("Primaries = %+v, %v", got, err)
+	}
+	if _, err := r.Primary(ctx, "f", "n/a"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("f, n/a: %v; want ErrNotFound", err)
+	}
+}
+
+// A unix container's TTL check follows its /healthz as the Registry probes it.
+func unixTTL(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
+	ctx := context.Background()
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var healthy atomic.Bool
+	healthy.Store(true)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/healthz" || !healthy.Load() {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	reg := registry.Registration{Container: "u1", Function: "fn", Session: "s", Role: registry.RoleSecondary, Node: "n", Addr: "unix://" + sock}
+	if err := r.Register(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.List(ctx, "fn"); err != nil || len(got) != 1 || got[0] != reg {
+		t.Fatalf("List = %+v, %v; want %+v", got, err, reg)
+	}
+	waitCheck(t, agent.Client, "service:u1", api.HealthPassing)
+	healthy.Store(false)
+	waitCheck(t, agent.Client, "service:u1", api.HealthCritical)
+	if err := r.Deregister(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Deregister(ctx, "u1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second deregister: %v; want ErrNotFound", err)
+	}
+}
+
+func waitCheck(t *testing.T, c *api.Client, id, status string) {
+	t.Helper()
+	var last string
+	poll(t, 10*time.Second, func() bool {
+		checks, err := c.Agent().Checks()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch := checks[id]; ch != nil {
+			last = ch.Status + ": " + ch.Output
+			return ch.Status == status
+		}
+		return false
+	}, func() string { return fmt.Sprintf("check %s is %q; want %s", id, last, status) })
+}
+
+// A user finds a session's primary, a real HTTP server, through the health
+// API with a Meta filter and through Consul DNS; deregistering it removes it
+// from both.
+func findPrimary(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
+	ctx := context.Background()
+	container := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/healthz" {
+			http.NotFound(w, req)
+		}
+	}))
+	t.Cleanup(container.Close)
+	host, portStr, _ := net.SplitHostPort(container.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+
+	if _, won, err := r.ClaimPrimary(ctx, registry.Registration{
+		Container: "web-1", Function: "counter", Session: "alice", Node: "node-0", Addr: "tcp://" + container.Listener.Addr().String(),
+	}); !won || err != nil {
+		t.Fatalf("claim: won=%v %v", won, err)
+	}
+
+	// The health API, passing only, filtered on Meta.
+	q := &api.QueryOptions{Filter: `Service.Meta.function == "counter" and Service.Meta.session == "alice" and Service.Meta.role == "primary"`}
+	var found []*api.ServiceEntry
+	poll(t, 10*time.Second, func() bool {
+		var err error
+		if found, _, err = agent.Client.Health().Service(consul.DefaultService, "", true, q); err != nil {
+			t.Fatal(err)
+		}
+		return len(found) == 1
+	}, func() string { return fmt.Sprintf("passing primaries: %d; want 1", len(found)) })
+	if s := found[0].Service; s.ID != "web-1" || s.Address != host || s.Port != port || s.Meta["addr"] != "tcp://"+container.Listener.Addr().String() {
+		t.Fatalf("found %+v", s)
+	}
+
+	// DNS: the primary of (counter, alice) by its tag.
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, agent.DNSAddr)
+	}}
+	const name = "primary-counter-alice." + consul.DefaultService + ".service.consul."
+	var srvs []*net.SRV
+	var lookupErr error
+	poll(t, 10*time.Second, func() bool {
+		_, srvs, lookupErr = res.LookupSRV(ctx, "", "", name)
+		return lookupErr == nil && len(srvs) == 1
+	}, func() string { return fmt.Sprintf("SRV %s = %v, %v", name, srvs, lookupErr) })
+	if int(srvs[0].Port) != port {
+		t.Fatalf("SRV port %d; want %d", srvs[0].Port, port)
+	}
+	addrs, err := res.LookupHost(ctx, name)
+	if err != nil || len(addrs) != 1 || addrs[0] != host {
+		t.Fatalf("A %s = %v, %v; want %s", name, addrs, err, host)
+	}
+
+	if err := r.Deregister(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if found, _, err := agent.Client.Health().Service(consul.DefaultService, "", false, q); err != nil || len(found) != 0 {
+		t.Fatalf("after deregister: %d entries, %v", len(found), err)
+	}
+	poll(t, 10*time.Second, func() bool {
+		_, srvs, lookupErr = res.LookupSRV(ctx, "", "", name)
+		var dnsErr *net.DNSError
+		return errors.As(lookupErr, &dnsErr) && dnsErr.IsNotFound
+	}, func() string { return fmt.Sprintf("SRV %s after deregister = %v, %v", name, srvs, lookupErr) })
+}
+
+// poll calls ok until it is true or the deadline passes.
+func poll(t *testing.T, timeout time.Duration, ok func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, msg())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []consul.Options{
+		{KeyPrefix: "no-slash"},
+		{KeyPrefix: "/abs/"},
+		{CheckInterval: time.Millisecond},
+		{DeregisterAfter: time.Second},
+	} {
+		if _, err := consul.New(client, o); !errors.Is(err, consul.ErrInvalidConfig) {
+			t.Errorf("New(%+v) = %v; want ErrInvalidConfig", o, err)
+		}
+	}
+	if _, err := consul.New(nil, consul.Options{}); !errors.Is(err, consul.ErrInvalidConfig) {
+		t.Errorf("New(nil) = %v", err)
+	}
+	r, err := consul.New(client, consul.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}
