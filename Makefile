@@ -15,7 +15,7 @@ export XFAAS_WASM_CACHE := $(CURDIR)/$(CACHE)/wasm
 RACE_PKGS := ./proxy/... ./internal/wire/... ./internal/cgroup/...
 TEST_TIMEOUT := 20m
 
-.PHONY: all build run test test-race test-sdk check deps tools wasm bench clean
+.PHONY: all build run test test-race test-sdk check deps tools wasm bench bench-full clean
 
 all: build
 
@@ -35,7 +35,9 @@ wasm: deps
 run: deps build
 	$(BIN)/xfaas dev
 
-test: deps
+# nomad and consul (real agents in the Consul, driver and e2e tests) are
+# built once from their pinned tool modules and cached in .cache/bin.
+test: tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(MAKE) --no-print-directory test-sdk
@@ -43,8 +45,15 @@ test: deps
 test-sdk:
 	cd sdk/go && $(GO) test -count=1 ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/wire/...
+# make bench: the Go benchmarks, then `xfaas bench --quick` (the paper's
+# evaluation against a Redis baseline, < 5 min) into build/bench.
+# make bench-full: the full evaluation into build/bench-full.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./proxy/... ./internal/wire/... ./controlplane/
+	$(BIN)/xfaas bench --quick --out build/bench
+
+bench-full: deps build
+	$(BIN)/xfaas bench --out build/bench-full
 
 check: deps
 	@echo "gofmt"; test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

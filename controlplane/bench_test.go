@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,5 +188,88 @@ func evict(b *testing.B, e *cptest.Env, fn, label string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b.Fatalf("evict: %s", resp.Status)
+	}
+}
+
+func p99(samples []time.Duration) time.Duration {
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	return s[len(s)*99/100]
+}
+
+// BenchmarkColdSessionRestore alternates ColdSessions of empty sessions and
+// of sessions evicted with 1 MiB of state (one value), so both run on the
+// same machine state. Metrics: p50 of each and what the restore adds.
+func BenchmarkColdSessionRestore(b *testing.B) {
+	e := cptest.Start(b, cptest.Options{Nodes: 1, Pool: 2})
+	e.Deploy("store", "test/stateloop", "")
+	post(b, e, "store", "warm-up", "w warm 1 1")
+	var empty, restored []time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		i++
+		full, fresh := "full-"+strconv.Itoa(i), "fresh-"+strconv.Itoa(i)
+		post(b, e, "store", full, "w big 1048576 1")
+		evict(b, e, "store", full)
+		waitPools(b, e, 2)
+		b.StartTimer()
+		start := time.Now()
+		post(b, e, "store", full, "r big 1")
+		restored = append(restored, time.Since(start))
+		b.StopTimer()
+		waitPools(b, e, 2)
+		b.StartTimer()
+		start = time.Now()
+		post(b, e, "store", fresh, "w small 16 1")
+		empty = append(empty, time.Since(start))
+		b.StopTimer()
+		evict(b, e, "store", full)
+		evict(b, e, "store", fresh)
+		b.StartTimer()
+	}
+	pe, pr := p50(empty), p50(restored)
+	b.ReportMetric(float64(pe.Microseconds())/1000, "p50-empty-ms")
+	b.ReportMetric(float64(pr.Microseconds())/1000, "p50-1MiB-ms")
+	b.ReportMetric(float64((pr-pe).Microseconds())/1000, "restore-adds-ms")
+}
+
+// BenchmarkDurability compares the write path of durability "checkpoint"
+// and "log" in the same run. Each iteration: one client's 1,000 writes one
+// at a time (latency p50, p99), then 16 concurrent clients' 4,000 writes to
+// the same session (throughput, with group commit for "log"). Every request
+// is one mode-0 write. Run with -benchtime 1x or a few x.
+func BenchmarkDurability(b *testing.B) {
+	for _, durability := range []string{"checkpoint", "log"} {
+		b.Run(durability, func(b *testing.B) {
+			e := cptest.Start(b, cptest.Options{Nodes: 1, Pool: 1})
+			e.Deploy("kv", "c/kv", `{"durability": "`+durability+`"}`)
+			post(b, e, "kv", "s", "set warm 1")
+			var samples []time.Duration
+			var rate float64
+			for b.Loop() {
+				samples = samples[:0]
+				for i := range 1000 {
+					start := time.Now()
+					post(b, e, "kv", "s", "set k"+strconv.Itoa(i%100)+" value")
+					samples = append(samples, time.Since(start))
+				}
+				const clients, each = 16, 250
+				var wg sync.WaitGroup
+				start := time.Now()
+				for c := range clients {
+					wg.Go(func() {
+						for i := range each {
+							post(b, e, "kv", "s", "set c"+strconv.Itoa(c)+"-"+strconv.Itoa(i%50)+" value")
+						}
+					})
+				}
+				wg.Wait()
+				rate = clients * each / time.Since(start).Seconds()
+			}
+			b.ReportMetric(float64(p50(samples).Microseconds()), "p50-µs")
+			b.ReportMetric(float64(p99(samples).Microseconds()), "p99-µs")
+			b.ReportMetric(rate, "req/s")
+		})
 	}
 }

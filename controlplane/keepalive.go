@@ -80,6 +80,7 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 			return revert(err)
 		}
 		s.m.checkpoint.Observe(time.Since(start).Seconds())
+		s.noteCheckpoint(key, info)
 	}
 	s.log.Info("session retired", "function", key.fn, "session", key.session, "reason", reason,
 		"seq", info.Seq, "keys", info.Keys, "bytes", info.Bytes, "durable", info.Durable)
@@ -178,6 +179,7 @@ func (s *Scheduler) Checkpoint(ctx context.Context, fn, session string) (proxy.C
 	info, err := p.client.Checkpoint(ctx)
 	if err == nil {
 		s.m.checkpoint.Observe(time.Since(start).Seconds())
+		s.noteCheckpoint(nsKey{fn, session}, info)
 	}
 	return info, err
 }
@@ -219,4 +221,24 @@ func (s *Scheduler) retireAll(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+}
+
+// noteCheckpoint remembers the seq of a session's latest durable
+// checkpoint, so its next primary can trust a node copy with that seq
+// without asking the durable tier (proxy.Binding.RestoreSeq). Only this
+// control plane's checkpoints are known; 0 means "ask".
+func (s *Scheduler) noteCheckpoint(key nsKey, info proxy.CheckpointInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if info.Durable {
+		s.checkpointSeq[key] = info.Seq
+	} else {
+		delete(s.checkpointSeq, key)
+	}
+}
+
+func (s *Scheduler) knownCheckpoint(fn, session string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkpointSeq[nsKey{fn, session}]
 }

@@ -52,6 +52,9 @@ type Scheduler struct {
 	mu         sync.Mutex
 	namespaces map[nsKey]*namespace
 	starting   map[nsKey]*coldStart
+	// checkpointSeq is the seq of each session's latest checkpoint taken
+	// by this control plane (keepalive.go).
+	checkpointSeq map[nsKey]uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -86,7 +89,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		opts.Metrics = NewMetrics()
 	}
 	s := &Scheduler{opts: opts, log: opts.Logger, m: opts.Metrics,
-		namespaces: map[nsKey]*namespace{}, starting: map[nsKey]*coldStart{}, stop: make(chan struct{})}
+		namespaces: map[nsKey]*namespace{}, starting: map[nsKey]*coldStart{}, checkpointSeq: map[nsKey]uint64{}, stop: make(chan struct{})}
 	s.wg.Add(2)
 	go s.watchLost()
 	go s.trimLoop()
@@ -245,7 +248,8 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 		return nil, err
 	}
 	err = m.client.Bind(ctx, proxy.Binding{Function: fn.Name, Session: session, Role: role,
-		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr, Restore: role == proxy.RolePrimary})
+		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr,
+		Restore: role == proxy.RolePrimary, RestoreSeq: s.knownCheckpoint(fn.Name, session)})
 	if err != nil {
 		return nil, fmt.Errorf("bind container %s: %w", c.ID, err)
 	}
@@ -470,6 +474,13 @@ func (ns *namespace) idleSecondaries(idle time.Duration) []*member {
 
 // EvictFunction releases every namespace of fn (it was deleted).
 func (s *Scheduler) EvictFunction(fn string) {
+	s.mu.Lock()
+	for key := range s.checkpointSeq {
+		if key.fn == fn {
+			delete(s.checkpointSeq, key)
+		}
+	}
+	s.mu.Unlock()
 	for _, ns := range s.all() {
 		if ns.fn.Name == fn {
 			s.forget(ns)

@@ -103,14 +103,15 @@ func (cs *checkpoints) save(ctx context.Context, ck *checkpoint.Checkpoint) (Che
 }
 
 // load finds the latest checkpoint of (function, session): the node's copy
-// when it is at least as new as the durable tier's, else the durable one.
+// when it is at least as new as the durable tier's (or has knownSeq, the
+// seq the control plane recorded at the checkpoint), else the durable one.
 // No checkpoint anywhere is (nil, nil): a new session. A checkpoint that
 // does not decode is an error, never an empty session: a corrupt local
 // file is renamed aside (checkpoint.ReadFile) and the durable copy is
 // tried; a corrupt durable object stays where it is for inspection. A
 // damaged file kept aside keeps failing the session's start until an
 // operator removes it, unless the durable tier has a good checkpoint.
-func (cs *checkpoints) load(ctx context.Context, function, session string) (*checkpoint.Checkpoint, string, error) {
+func (cs *checkpoints) load(ctx context.Context, function, session string, knownSeq uint64) (*checkpoint.Checkpoint, string, error) {
 	var local *checkpoint.Checkpoint
 	var localErr error
 	if cs.dir != "" {
@@ -133,6 +134,9 @@ func (cs *checkpoints) load(ctx context.Context, function, session string) (*che
 			local = nil
 		}
 	}
+	if local != nil && knownSeq != 0 && local.Seq == knownSeq {
+		return local, "local", nil // the latest, as the control plane knows
+	}
 	obj, err := cs.store(ctx)
 	if err != nil {
 		return nil, "", err
@@ -151,6 +155,12 @@ func (cs *checkpoints) load(ctx context.Context, function, session string) (*che
 		}
 	}
 	switch {
+	case local != nil && obj != nil && info == nil:
+		// With a durable tier, a checkpoint it does not hold is not the
+		// session's: its function was deleted (and maybe created again),
+		// or the checkpoint failed and the session kept running.
+		cs.log.Warn("ignoring a node checkpoint the durable tier does not hold", "function", function, "session", session, "seq", local.Seq)
+		return nil, "", nil
 	case local != nil && (info == nil || local.Seq >= durableSeq):
 		return local, "local", nil
 	case info == nil && localErr != nil:
@@ -213,7 +223,8 @@ func (c *Container) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
 // restore loads the session's latest checkpoint into nb's new store and
 // replays the log tail after it.
 func (c *Container) restore(ctx context.Context, nb *bound) error {
-	ck, from, err := c.ckpts.load(ctx, nb.Function, nb.Session)
+	start := time.Now()
+	ck, from, err := c.ckpts.load(ctx, nb.Function, nb.Session, nb.RestoreSeq)
 	if err != nil {
 		return apierror.New(apierror.Internal, "restore session %s/%s: %v", nb.Function, nb.Session, err)
 	}
@@ -224,7 +235,8 @@ func (c *Container) restore(ctx context.Context, nb *bound) error {
 		}
 		floor = ck.Seq
 		c.log.Info("restored", "function", nb.Function, "session", nb.Session, "from", from, "seq", ck.Seq,
-			"keys", len(ck.Entries), "checkpoint_digest", ck.Digest, "upgrade", ck.Digest != nb.Digest)
+			"keys", len(ck.Entries), "checkpoint_digest", ck.Digest, "upgrade", ck.Digest != nb.Digest,
+			"ms", float64(time.Since(start).Microseconds())/1000)
 	}
 	if nb.journal != nil {
 		n, err := nb.journal.replay(ctx, nb.store, floor)

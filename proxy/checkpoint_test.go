@@ -117,7 +117,7 @@ func TestCorruptCheckpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			cs := &checkpoints{dir: dir, log: hclog.NewNullLogger()}
-			ck, _, err := cs.load(context.Background(), "kv", sess)
+			ck, _, err := cs.load(context.Background(), "kv", sess, 0)
 			if ck != nil || !errors.Is(err, tc.want) {
 				t.Fatalf("load: %v, %v; want %v", ck, err, tc.want)
 			}

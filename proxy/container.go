@@ -121,6 +121,15 @@ func New(opts Options) *Container {
 	c.ckpts = &checkpoints{dir: opts.CheckpointDir, log: c.log}
 	if opts.NATS != nil {
 		c.ckpts.js, _ = jetstream.New(opts.NATS) // fails only on bad options
+		// Open the durable tier while the container waits in the pool, so
+		// a ColdSession's restore does not pay for it.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.ckpts.store(ctx); err != nil {
+				c.log.Warn("durable checkpoint tier not reachable yet", "error", err)
+			}
+		}()
 	}
 	return c
 }

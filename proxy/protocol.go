@@ -46,6 +46,10 @@ type Binding struct {
 	// Restore makes a primary restore the session's latest checkpoint (and
 	// its log tail) before it serves, if there is one.
 	Restore bool
+	// RestoreSeq, when not 0, is the seq of the session's latest checkpoint
+	// as the control plane knows it: a node copy with that seq is used
+	// without asking the durable tier.
+	RestoreSeq uint64
 }
 
 func (b *Binding) encode() ([]byte, error) {
@@ -54,7 +58,7 @@ func (b *Binding) encode() ([]byte, error) {
 		return nil, err
 	}
 	e := wire.NewEncoder(len(b.Module) + 512)
-	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary).Bool(b.Restore)
+	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary).Bool(b.Restore).Uint(b.RestoreSeq)
 	return e.Payload(), nil
 }
 
@@ -62,7 +66,7 @@ func decodeBinding(p []byte) (Binding, error) {
 	d := wire.NewDecoder(p)
 	b := Binding{Function: d.String(), Session: d.String(), Role: Role(d.String())}
 	cfg := d.Bytes()
-	b.Module, b.Digest, b.Primary, b.Restore = d.Bytes(), d.String(), d.String(), d.Bool()
+	b.Module, b.Digest, b.Primary, b.Restore, b.RestoreSeq = d.Bytes(), d.String(), d.String(), d.Bool(), d.Uint()
 	if err := d.Err(); err != nil {
 		return Binding{}, err
 	}

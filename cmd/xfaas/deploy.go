@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	commands["deploy"] = command{"deploy a function (and keep its hint keyset in the local keystore)", runDeploy}
+	commands["deploy"] = command{summary: "deploy a function (and keep its hint keyset in the local keystore)", run: runDeploy}
 }
 
 func runDeploy(ctx context.Context, env *cli, args []string) error {

@@ -14,8 +14,8 @@ import (
 )
 
 func init() {
-	commands["dev"] = command{"run the whole platform on this machine (control plane, containers, NATS) with an example function", runDev}
-	commands["controlplane"] = command{"run a control plane from a config file", runControlPlane}
+	commands["dev"] = command{summary: "run the whole platform on this machine (control plane, containers, NATS) with an example function", run: runDev}
+	commands["controlplane"] = command{summary: "run a control plane from a config file", run: runControlPlane}
 }
 
 func runDev(ctx context.Context, env *cli, args []string) error {

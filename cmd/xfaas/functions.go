@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["functions"] = command{"list the deployed functions", runFunctions}
+	commands["functions"] = command{summary: "list the deployed functions", run: runFunctions}
 }
 
 func runFunctions(ctx context.Context, env *cli, args []string) error {

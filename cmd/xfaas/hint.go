@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["hint"] = command{"make hint keysets and seal session labels (keygen, seal, import)", runHint}
+	commands["hint"] = command{summary: "make hint keysets and seal session labels (keygen, seal, import)", run: runHint}
 }
 
 // hintCommands are the subcommands of "xfaas hint".

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	commands["invoke"] = command{"invoke a function, in a session whose label is sealed here", runInvoke}
+	commands["invoke"] = command{summary: "invoke a function, in a session whose label is sealed here", run: runInvoke}
 }
 
 // runInvoke writes the function's output to stdout byte for byte, adding

@@ -33,6 +33,9 @@ func main() {
 type command struct {
 	summary string
 	run     func(ctx context.Context, env *cli, args []string) error
+	// hidden commands are internal (a process the platform starts itself)
+	// and not listed in the usage.
+	hidden bool
 }
 
 // cli is what every command writes to.
@@ -44,7 +47,7 @@ type cli struct {
 var commands = map[string]command{}
 
 func init() {
-	commands["version"] = command{"print the version", func(_ context.Context, env *cli, _ []string) error {
+	commands["version"] = command{summary: "print the version", run: func(_ context.Context, env *cli, _ []string) error {
 		fmt.Fprintln(env.stdout, "xfaas", version)
 		return nil
 	}}
@@ -67,8 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: xfaas <command> [flags]\n\ncommands:")
 	names := make([]string, 0, len(commands))
-	for name := range commands {
-		names = append(names, name)
+	for name, c := range commands {
+		if !c.hidden {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {

@@ -26,7 +26,7 @@ type readyLine struct {
 }
 
 func init() {
-	commands["proxy"] = command{"run one session container (the entrypoint of a container)", runProxy}
+	commands["proxy"] = command{summary: "run one session container (the entrypoint of a container)", run: runProxy}
 }
 
 func runProxy(ctx context.Context, env *cli, args []string) error {

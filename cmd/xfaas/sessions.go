@@ -12,9 +12,9 @@ import (
 )
 
 func init() {
-	commands["sessions"] = command{"list the session namespaces of a function", runSessions}
-	commands["evict"] = command{"checkpoint a session now and release its containers", runEvict}
-	commands["checkpoint"] = command{"checkpoint an active session now; it keeps running", runCheckpoint}
+	commands["sessions"] = command{summary: "list the session namespaces of a function", run: runSessions}
+	commands["evict"] = command{summary: "checkpoint a session now and release its containers", run: runEvict}
+	commands["checkpoint"] = command{summary: "checkpoint an active session now; it keeps running", run: runCheckpoint}
 }
 
 func runSessions(ctx context.Context, env *cli, args []string) error {
