@@ -28,11 +28,6 @@ import (
 // killWait bounds how long the driver waits for a killed container's exit.
 const killWait = 10 * time.Second
 
-// containerOverheadMB is the memory a container needs beyond its workers'
-// (the proxy's runtime, compiled modules); it matches the proxy's own
-// sizing of groups it creates.
-const containerOverheadMB = 96
-
 var (
 	_ drivers.DriverPlugin            = (*Driver)(nil)
 	_ drivers.ExecTaskStreamingDriver = (*Driver)(nil)

@@ -103,14 +103,15 @@ func TestStartPoolContainer(t *testing.T) {
 	if cg, _ := os.ReadFile("/proc/" + itoa(st.ShimPID) + "/cgroup"); strings.Contains(string(cg), st.Cgroup) {
 		t.Errorf("the shim is in the container group: %s", cg)
 	}
-	cpuFile, cpuWant, memFile := "cpu.cfs_quota_us", "40000", "memory.limit_in_bytes"
+	// 2 x 200 millicores for the workers, 1000 for the proxy itself.
+	cpuFile, cpuWant, memFile := "cpu.cfs_quota_us", "140000", "memory.limit_in_bytes"
 	if v2() {
-		cpuFile, cpuWant, memFile = "cpu.max", "40000 100000", "memory.max"
+		cpuFile, cpuWant, memFile = "cpu.max", "140000 100000", "memory.max"
 	}
 	if q := readCgroupFile(t, "cpu", st.Cgroup, cpuFile); q != cpuWant {
-		t.Errorf("cpu quota = %s; want %s (2 x 200 millicores)", q, cpuWant)
+		t.Errorf("cpu quota = %s; want %s (2 x 200 + 1000 millicores)", q, cpuWant)
 	}
-	if m := readCgroupFile(t, "memory", st.Cgroup, memFile); m != itoa((2*64+containerOverheadMB)<<20) {
+	if m := readCgroupFile(t, "memory", st.Cgroup, memFile); m != itoa((2*64+cgroup.ContainerOverheadMB)<<20) {
 		t.Errorf("memory limit = %s", m)
 	}
 	// The ready line went to the stdout log too.

@@ -12,12 +12,9 @@ import (
 )
 
 // containerResources are a container's cgroup limits: max_workers times a
-// worker's CPU, and max_workers times a worker's memory plus the proxy's
-// own overhead.
+// worker's CPU and memory, plus the proxy's own overhead.
 func containerResources(tc *TaskConfig) *specs.LinuxResources {
-	cpu := int64(tc.MaxWorkers) * int64(tc.WorkerCPUMillicores)
-	mem := (int64(tc.MaxWorkers)*int64(tc.WorkerMemoryMB) + containerOverheadMB) << 20
-	return cgroup.Resources(cpu, mem, 0)
+	return cgroup.Container(tc.MaxWorkers, tc.WorkerCPUMillicores, tc.WorkerMemoryMB)
 }
 
 var (

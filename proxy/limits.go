@@ -10,9 +10,6 @@ import (
 	"github.com/xfaas/xfaas/internal/cgroup"
 )
 
-// containerOverheadMB is the memory a container needs beyond its workers'
-// linear memories: the proxy itself, compiled code, buffers.
-const containerOverheadMB = 96
 
 // CgroupLimits enforces worker limits with the host's cgroups. The process
 // runs in the container group at path (relative to the hierarchy root); if
@@ -85,8 +82,7 @@ func (l *cgroupLimits) Workers(n, cpuMillicores, memoryMB int) (ThreadPlacer, er
 		return nil, fmt.Errorf("cgroup limits are not enforced: %s", l.status.Reason)
 	}
 	if l.owned {
-		mem := int64(n*memoryMB+containerOverheadMB) << 20
-		if err := l.container.Set(cgroup.Resources(int64(n*cpuMillicores), mem, 0)); err != nil {
+		if err := l.container.Set(cgroup.Container(n, cpuMillicores, memoryMB)); err != nil {
 			return nil, err
 		}
 	}

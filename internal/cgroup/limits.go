@@ -244,3 +244,25 @@ func v2Max(n int64) string {
 	}
 	return strconv.FormatInt(n, 10)
 }
+
+// What a session container needs beyond its workers. See RATIONALE.md,
+// "Workers and cgroups".
+const (
+	// ContainerOverheadMB is the proxy's own memory: the Go runtime,
+	// compiled code, buffers.
+	ContainerOverheadMB = 96
+	// ContainerOverheadMillicores is the proxy's own CPU: serving the wire
+	// protocol and HTTP, the state RPC of secondaries, the garbage
+	// collector. Without it the container's quota, shared with its
+	// workers, throttles the serving of requests the workers could run.
+	ContainerOverheadMillicores = 1000
+)
+
+// Container describes the limits of a session container with workers
+// workers of cpuMillicores and memoryMB each: the workers' sum plus the
+// proxy's overhead. Each worker's own group holds it to its share.
+func Container(workers, cpuMillicores, memoryMB int) *specs.LinuxResources {
+	cpu := int64(workers)*int64(cpuMillicores) + ContainerOverheadMillicores
+	mem := (int64(workers)*int64(memoryMB) + ContainerOverheadMB) << 20
+	return Resources(cpu, mem, 0)
+}
