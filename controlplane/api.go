@@ -324,7 +324,7 @@ func (s *Server) invokeFunction(w http.ResponseWriter, r *http.Request, f *Funct
 // the label the function's hook computes, or the default session.
 func (s *Server) sessionOf(ctx context.Context, f *Function, r *http.Request, input []byte) (hint.SessionID, error) {
 	if f.Config.Hook != "" {
-		label, err := s.hooks.label(ctx, f.Config.Hook, input)
+		label, err := s.hooks.label(ctx, f.Config.Hook, input, r.Header)
 		if err != nil {
 			return "", err
 		}

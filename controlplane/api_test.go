@@ -310,9 +310,12 @@ func TestLostPrimaryIsReplaced(t *testing.T) {
 func TestHookNamesTheSession(t *testing.T) {
 	e := cptest.Start(t, cptest.Options{})
 	e.Deploy("users", "test/hook", "")
-	e.Deploy("greeter", "test/hook", `{"hook": "users"}`)
-	id := func(body string) (string, cptest.Invocation) {
+	e.Deploy("greeter", "c/hello", `{"hook": "users"}`)
+	id := func(body string, header ...string) (string, cptest.Invocation) {
 		req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/greeter/invoke", strings.NewReader(body))
+		if len(header) == 2 {
+			req.Header.Set(header[0], header[1])
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -331,6 +334,10 @@ func TestHookNamesTheSession(t *testing.T) {
 	}
 	if b == a1 {
 		t.Fatal("alice and bob share a session")
+	}
+	// The hook reads the request's headers too (read_input argument 3).
+	if h, _ := id("", "X-User", "alice"); h != a1 {
+		t.Fatalf("the X-User header named session %q, the body %q", h, a1)
 	}
 	if inv := e.Invoke("greeter", "", "   "); inv.Status != http.StatusForbidden || inv.Kind != "bad_hint" {
 		t.Fatalf("a request the hook refuses: %+v", inv)

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -26,13 +27,14 @@ type hookPool struct {
 	pool    *proxy.Pool
 }
 
-// label runs hook function name on input and returns the label it output.
-func (h *hooks) label(ctx context.Context, name string, input []byte) (string, error) {
+// label runs hook function name on the request's body and headers and
+// returns the label it output.
+func (h *hooks) label(ctx context.Context, name string, input []byte, header http.Header) (string, error) {
 	p, err := h.pool(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	out, err := p.Invoke(ctx, input)
+	out, err := p.Invoke(proxy.WithHeaders(ctx, header), input)
 	if err != nil {
 		ae, _ := err.(*apierror.Error)
 		if ae != nil && ae.Kind == apierror.FunctionError {

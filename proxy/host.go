@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -123,6 +125,11 @@ func readInput(ctx context.Context, mod api.Module, stack []uint64) {
 		src = []byte(c.session)
 	case abi.InputFunction:
 		src = []byte(c.function)
+	case abi.InputHeaders:
+		if src = headersOf(ctx); src == nil {
+			stack[0] = status(abi.ErrAbsent)
+			return
+		}
 	default:
 		stack[0] = status(abi.ErrAbsent)
 		return
@@ -264,4 +271,31 @@ func (c *call) fail(err error) uint64 {
 		c.stateErr = err
 	}
 	return status(code)
+}
+
+type headersKey struct{}
+
+// WithHeaders gives the request's HTTP headers to the function it invokes
+// (read_input argument 3), as the control plane does for hook functions.
+func WithHeaders(ctx context.Context, h http.Header) context.Context {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var b []byte
+	for _, name := range names {
+		for _, v := range h[name] {
+			b = append(append(append(append(b, http.CanonicalHeaderKey(name)...), ": "...), v...), '\n')
+		}
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return context.WithValue(ctx, headersKey{}, b)
+}
+
+func headersOf(ctx context.Context) []byte {
+	b, _ := ctx.Value(headersKey{}).([]byte)
+	return b
 }

@@ -63,6 +63,10 @@ const (
 	InputBody     = 0 // the request body
 	InputSession  = 1 // the session id (hex pseudonym, never the label)
 	InputFunction = 2 // the function name
+	// InputHeaders is the HTTP request's headers, one "Name: value" line
+	// each, names canonical and sorted: for hook functions, which compute
+	// a session label from the request. Absent for other functions.
+	InputHeaders = 3
 )
 
 // Log levels of the log host call.

@@ -67,6 +67,7 @@ extern "C" {
 #define XFAAS_INPUT_BODY 0     /* the request body */
 #define XFAAS_INPUT_SESSION 1  /* the session id (hex pseudonym, never the label) */
 #define XFAAS_INPUT_FUNCTION 2 /* the function name */
+#define XFAAS_INPUT_HEADERS 3  /* hook functions: the request's headers, "Name: value\n" each, sorted */
 
 /* Log levels of xfaas_log. */
 #define XFAAS_LEVEL_DEBUG 0 /* detail for debugging */

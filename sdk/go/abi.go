@@ -11,6 +11,7 @@ const (
 	inputBody     = 0
 	inputSession  = 1
 	inputFunction = 2
+	inputHeaders  = 3
 
 	statusOK     = 0
 	statusAbsent = -1

@@ -1,5 +1,10 @@
 package xfaas
 
+import (
+	"bytes"
+	"strings"
+)
+
 // HandlerFunc computes the output of one request. A non-nil error fails the
 // request: the platform reports a function error whose message is the
 // error's text.
@@ -42,6 +47,30 @@ func (r *Request) Session() string { return string(readInput(inputSession)) }
 
 // Function returns the name the function is deployed under.
 func (r *Request) Function() string { return string(readInput(inputFunction)) }
+
+// Header returns the first value of the request's HTTP header name (any
+// case), for hook functions, which compute the session label from the
+// request; other functions see no headers.
+func (r *Request) Header(name string) string {
+	return headerValue(readInput(inputHeaders), name)
+}
+
+// headerValue finds name in "Name: value" lines.
+func headerValue(lines []byte, name string) string {
+	for len(lines) > 0 {
+		line := lines
+		if i := bytes.IndexByte(lines, '\n'); i >= 0 {
+			line, lines = lines[:i], lines[i+1:]
+		} else {
+			lines = nil
+		}
+		k, v, ok := bytes.Cut(line, []byte(": "))
+		if ok && strings.EqualFold(string(k), name) {
+			return string(v)
+		}
+	}
+	return ""
+}
 
 // State returns the state of the request's session.
 func (r *Request) State() *State { return &r.state }
