@@ -213,3 +213,35 @@ func benchContainer(b *testing.B, network string) *Client {
 	b.Cleanup(func() { cl.Close(); cancel(); <-done })
 	return cl
 }
+
+// BenchmarkInvokeHandoff is the cost of running workers on their slots'
+// locked threads in CPU-limited cgroups (slots) against running them on
+// the calling goroutine (inline, no limits), with 32 concurrent requests of
+// a trivial C guest on 10 workers. See RATIONALE.md, "Workers and cgroups".
+func BenchmarkInvokeHandoff(b *testing.B) {
+	for _, mode := range []string{"inline", "slots"} {
+		b.Run(mode, func(b *testing.B) {
+			o := fixtureOptions{maxWorkers: 10, maxQueue: 1024, timeout: time.Minute}
+			if mode == "slots" {
+				placer, err := testLimits(b).Workers(10, 1000, 128)
+				if err != nil {
+					b.Fatal(err)
+				}
+				o.placer = placer
+			}
+			f := newFixture(b, "c/hello", o)
+			f.mustInvoke("warm")
+			b.SetParallelism(16)
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := f.pool.Invoke(context.Background(), []byte("x")); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+		})
+	}
+}

@@ -15,7 +15,7 @@ import (
 // test process does not join (on v1 a thread can be placed in any group),
 // removed at the end. It fails, with the reason, where cgroups cannot be
 // written: `make test` runs as root on a cgroup host.
-func testLimits(t *testing.T) *cgroupLimits {
+func testLimits(t testing.TB) *cgroupLimits {
 	t.Helper()
 	h, err := cgroup.Open(cgroup.Options{})
 	if err == nil {
