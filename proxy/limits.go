@@ -10,7 +10,6 @@ import (
 	"github.com/xfaas/xfaas/internal/cgroup"
 )
 
-
 // CgroupLimits enforces worker limits with the host's cgroups. The process
 // runs in the container group at path (relative to the hierarchy root); if
 // the group does not exist, it is created and owned: sized at bind, removed
