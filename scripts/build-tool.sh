@@ -16,7 +16,9 @@ if [ -x "$out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 	exit 0
 fi
 
-pkg=$(awk '/^tool /{print $2; exit} /^tool \(/{getline; print $1; exit}' "$dir/go.mod")
+# The tool's package: `tool PKG`, or the first line of a `tool ( ... )` block.
+pkg=$(awk '/^tool \(/{getline; print $1; exit} /^tool [^(]/{print $2; exit}' "$dir/go.mod")
+[ -n "$pkg" ] || { echo "build-tool: no tool directive in $dir/go.mod" >&2; exit 1; }
 echo "build-tool: building $name ($pkg) — a few minutes on 2 cores, cached afterwards"
 mkdir -p "$(dirname "$out")"
 start=$(date +%s)
