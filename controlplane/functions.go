@@ -143,6 +143,14 @@ func (s *FunctionStore) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	f.Version = e.Revision()
+	s.install(f)
+}
+
+// install makes f the cached version of its function if it is newer than
+// the cached one, and then runs the OnUpdate hooks. Both a local deploy
+// and the watch call it, whichever comes first: the hooks run once per
+// version.
+func (s *FunctionStore) install(f *Function) {
 	s.mu.Lock()
 	old := s.fns[f.Name]
 	newer := old == nil || old.Version < f.Version
@@ -224,11 +232,7 @@ func (s *FunctionStore) Deploy(ctx context.Context, name string, module []byte, 
 			return nil, fmt.Errorf("store function: %w", err)
 		}
 		f.Version = rev
-		s.mu.Lock()
-		if old := s.fns[name]; old == nil || old.Version < rev {
-			s.fns[name] = f
-		}
-		s.mu.Unlock()
+		s.install(f)
 		return f, nil
 	}
 	return nil, apierror.New(apierror.Conflict, "function %s is being deployed concurrently; try again", name)
