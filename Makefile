@@ -15,7 +15,7 @@ export XFAAS_WASM_CACHE := $(CURDIR)/$(CACHE)/wasm
 RACE_PKGS := ./proxy/... ./internal/wire/... ./internal/cgroup/...
 TEST_TIMEOUT := 20m
 
-.PHONY: all build run test test-race test-sdk check deps tools wasm bench bench-full clean
+.PHONY: all build run test test-race test-sdk check deps tools wasm bench bench-full clean cluster-up cluster-down
 
 all: build
 
@@ -66,3 +66,12 @@ check: deps
 
 clean:
 	rm -rf $(BIN) build
+
+# A real single-node cluster on this machine (as root): consul, nomad with the
+# xfaas driver, and NATS, the session pool and the control plane as Nomad jobs
+# (jobspecs/); state in .cache/cluster. See jobspecs/README.md.
+cluster-up: tools
+	@scripts/cluster-up.sh
+
+cluster-down:
+	@scripts/cluster-down.sh

@@ -5,7 +5,7 @@
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server shellcheck)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server nats-server shellcheck)
 
 missing=()
 for p in "${packages[@]}"; do

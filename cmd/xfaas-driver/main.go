@@ -16,7 +16,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+var version = "0.0.0-dev" // a semantic version: Nomad refuses to load a plugin whose version does not parse
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == shim.Command {

@@ -12,13 +12,16 @@ import (
 	"strconv"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/nats-io/nats.go"
 
 	"github.com/xfaas/xfaas/controlplane"
 	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
+	consulreg "github.com/xfaas/xfaas/controlplane/registry/consul"
 )
 
 // platformConfig is the configuration of a control plane: the JSON file of
@@ -43,9 +46,11 @@ type platformConfig struct {
 }
 
 type placementConfig struct {
-	// Backend is "local" (the default: processes on simulated nodes).
+	// Backend is "local" (the default: processes on simulated nodes) or
+	// "nomad" (allocations of the xfaas task driver).
 	Backend string `json:"backend"`
 	// Nodes, Pool and Capacity size the local backend (defaults 2, 2, 32).
+	// Capacity is also the nomad backend's claimed containers per node.
 	Nodes    int `json:"nodes"`
 	Pool     int `json:"pool"`
 	Capacity int `json:"capacity"`
@@ -53,11 +58,23 @@ type placementConfig struct {
 	Network string `json:"network"`
 	// NoCgroups runs containers without cgroup limits.
 	NoCgroups bool `json:"no_cgroups"`
+	// Nomad is the nomad backend's Nomad API address. The default is the
+	// Nomad client's (NOMAD_ADDR, else http://127.0.0.1:4646).
+	Nomad string `json:"nomad"`
+	// Consul is the Consul HTTP address where the nomad backend finds pool
+	// containers and writes claims. The default is the Consul client's
+	// (CONSUL_HTTP_ADDR, else 127.0.0.1:8500).
+	Consul string `json:"consul"`
+	// PoolJob is the pool job's name. The default is "xfaas-pool".
+	PoolJob string `json:"pool_job"`
 }
 
 type registryConfig struct {
-	// Backend is "memory" (the default, one control plane).
+	// Backend is "memory" (the default, one control plane) or "consul".
 	Backend string `json:"backend"`
+	// Consul is the consul registry's Consul HTTP address, as
+	// placement.consul.
+	Consul string `json:"consul"`
 }
 
 func defaultPlatformConfig() platformConfig {
@@ -85,11 +102,16 @@ func (c *platformConfig) validate() error {
 	if c.Data == "" {
 		return errors.New("config: data (a directory) is required")
 	}
-	if c.Placement.Backend != "local" {
-		return fmt.Errorf("config: placement backend %q is not supported (local)", c.Placement.Backend)
+	if c.Placement.Backend != "local" && c.Placement.Backend != "nomad" {
+		return fmt.Errorf("config: placement backend %q is not supported (local, nomad)", c.Placement.Backend)
 	}
-	if c.Registry.Backend != "memory" {
-		return fmt.Errorf("config: registry backend %q is not supported (memory)", c.Registry.Backend)
+	if c.Registry.Backend != "memory" && c.Registry.Backend != "consul" {
+		return fmt.Errorf("config: registry backend %q is not supported (memory, consul)", c.Registry.Backend)
+	}
+	if c.Placement.Backend == "nomad" && c.Registry.Backend != "consul" {
+		// Pool containers and claims are found in Consul, and the
+		// containers of a cluster outlive one control plane's memory.
+		return errors.New("config: placement backend nomad needs registry backend consul")
 	}
 	return nil
 }
@@ -102,6 +124,8 @@ type platform struct {
 	natsURL string
 	nc      *nats.Conn
 	backend placement.Backend
+	reg     registry.Registry
+	consul  *consulreg.Registry // the consul registry, or nil
 	srv     *controlplane.Server
 	ln      net.Listener
 }
@@ -124,23 +148,82 @@ func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_
 	if p.nc, err = nats.Connect(p.natsURL, nats.Name("xfaas-controlplane"), nats.MaxReconnects(-1)); err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", p.natsURL, err)
 	}
-	if p.backend, err = placement.NewLocal(placement.LocalOptions{
-		Dir: filepath.Join(cfg.Data, "run"), CacheDir: filepath.Join(cfg.Data, "cache"),
-		Nodes: cfg.Placement.Nodes, PoolSize: cfg.Placement.Pool, Capacity: cfg.Placement.Capacity,
-		Network: cfg.Placement.Network, Cgroups: !cfg.Placement.NoCgroups, Logger: log.Named("local"),
-		// Containers follow session addresses for pull_state.
-		ProxyArgs: []string{"--nats", p.natsURL},
-	}); err != nil {
+	if err := p.startRegistry(); err != nil {
+		return nil, err
+	}
+	if err := p.startBackend(); err != nil {
 		return nil, err
 	}
 	if p.srv, err = controlplane.NewServer(ctx, controlplane.Config{Token: cfg.Token, CacheDir: filepath.Join(cfg.Data, "cache")},
-		controlplane.Deps{NATS: p.nc, Backend: p.backend, Registry: registry.NewMemory(), Logger: log}); err != nil {
+		controlplane.Deps{NATS: p.nc, Backend: p.backend, Registry: p.reg, Logger: log}); err != nil {
 		return nil, err
 	}
 	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	return p, nil
+}
+
+// startRegistry opens the configured registry.
+func (p *platform) startRegistry() error {
+	if p.cfg.Registry.Backend != "consul" {
+		p.reg = registry.NewMemory()
+		return nil
+	}
+	client, err := consulClient(p.cfg.Registry.Consul)
+	if err != nil {
+		return err
+	}
+	if p.consul, err = consulreg.New(client, consulreg.Options{Logger: p.log.Named("registry")}); err != nil {
+		return err
+	}
+	p.reg = p.consul
+	return nil
+}
+
+// startBackend starts the configured placement backend.
+func (p *platform) startBackend() error {
+	cfg := p.cfg.Placement
+	if cfg.Backend != "nomad" {
+		var err error
+		p.backend, err = placement.NewLocal(placement.LocalOptions{
+			Dir: filepath.Join(p.cfg.Data, "run"), CacheDir: filepath.Join(p.cfg.Data, "cache"),
+			Nodes: cfg.Nodes, PoolSize: cfg.Pool, Capacity: cfg.Capacity,
+			Network: cfg.Network, Cgroups: !cfg.NoCgroups, Logger: p.log.Named("local"),
+			// Containers follow session addresses for pull_state.
+			ProxyArgs: []string{"--nats", p.natsURL},
+		})
+		return err
+	}
+	nomadCfg := nomadapi.DefaultConfig()
+	if cfg.Nomad != "" {
+		nomadCfg.Address = cfg.Nomad
+	}
+	nc, err := nomadapi.NewClient(nomadCfg)
+	if err != nil {
+		return fmt.Errorf("nomad client: %w", err)
+	}
+	cc, err := consulClient(cfg.Consul)
+	if err != nil {
+		return err
+	}
+	p.backend, err = placement.NewNomad(placement.NomadOptions{Nomad: nc, Consul: cc, PoolJob: cfg.PoolJob,
+		Capacity: cfg.Capacity, Logger: p.log.Named("nomad")})
+	return err
+}
+
+// consulClient is a client of the Consul agent at addr, or of the default
+// one (CONSUL_HTTP_ADDR, else 127.0.0.1:8500) when addr is "".
+func consulClient(addr string) (*consulapi.Client, error) {
+	cfg := consulapi.DefaultConfig()
+	if addr != "" {
+		cfg.Address = addr
+	}
+	c, err := consulapi.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return c, nil
 }
 
 // startNATS returns the URL of the configured NATS server, starting an
@@ -183,6 +266,9 @@ func (p *platform) close() {
 		if err := p.backend.Close(ctx); err != nil {
 			p.log.Error("failed to stop containers", "error", err)
 		}
+	}
+	if p.consul != nil {
+		_ = p.consul.Close()
 	}
 	if p.nc != nil {
 		p.nc.Close()

@@ -1,0 +1,407 @@
+package placement
+
+import (
+	"cmp"
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+	nomadapi "github.com/hashicorp/nomad/api"
+)
+
+// Defaults of NomadOptions.
+const (
+	DefaultPoolJob     = "xfaas-pool"
+	DefaultService     = "xfaas-session"
+	DefaultClaimPrefix = "xfaas/claims/"
+	DefaultJobPrefix   = "xfaas-session-"
+	// DriverName is the task driver session containers run under.
+	DriverName = "xfaas"
+)
+
+// ErrInvalidNomadConfig is wrapped by NewNomad for bad options.
+var ErrInvalidNomadConfig = errors.New("invalid nomad placement config")
+
+// NomadOptions configure a Nomad backend. Zero fields take the defaults.
+type NomadOptions struct {
+	// Nomad and Consul are the clients of the cluster. Required.
+	Nomad  *nomadapi.Client
+	Consul *consulapi.Client
+	// PoolJob is the operator's pool job (jobspecs/xfaas-pool.nomad.hcl).
+	// The default is "xfaas-pool".
+	PoolJob string
+	// Service is the Consul service containers register as. The default is
+	// "xfaas-session".
+	Service string
+	// ClaimPrefix is where claims live in Consul KV, ending in "/". The
+	// default is "xfaas/claims/".
+	ClaimPrefix string
+	// JobPrefix names the one-off jobs started on a pool miss. The default
+	// is "xfaas-session-".
+	JobPrefix string
+	// Capacity is how many claimed containers a node may run. The default
+	// is 32.
+	Capacity int
+	// Datacenters of the one-off jobs. The default is every datacenter.
+	Datacenters []string
+	// Task sizes the containers of one-off jobs, like the pool job's task.
+	Task NomadTask
+	// StartTimeout bounds a one-off job's start. The default is 60 s.
+	StartTimeout time.Duration
+	// StopTimeout bounds how long a released container may take to end
+	// before its claim is dropped anyway. The default is 30 s.
+	StopTimeout time.Duration
+	Logger      hclog.Logger
+}
+
+// NomadTask sizes a one-off container. Zero fields take the defaults.
+type NomadTask struct {
+	// MaxWorkers is the container's worker limit. The default is 10.
+	MaxWorkers int
+	// WorkerCPUMillicores is each worker's CPU. The default is 100.
+	WorkerCPUMillicores int
+	// WorkerMemoryMB is each worker's memory. The default is 128.
+	WorkerMemoryMB int
+	// CPU (MHz) and MemoryMB are what Nomad reserves. The defaults are 100
+	// and 256.
+	CPU, MemoryMB int
+}
+
+func (o *NomadOptions) fill() error {
+	if o.Nomad == nil || o.Consul == nil {
+		return fmt.Errorf("%w: nomad and consul clients are required", ErrInvalidNomadConfig)
+	}
+	o.PoolJob = cmp.Or(o.PoolJob, DefaultPoolJob)
+	o.Service = cmp.Or(o.Service, DefaultService)
+	o.ClaimPrefix = cmp.Or(o.ClaimPrefix, DefaultClaimPrefix)
+	o.JobPrefix = cmp.Or(o.JobPrefix, DefaultJobPrefix)
+	if !strings.HasSuffix(o.ClaimPrefix, "/") || strings.HasPrefix(o.ClaimPrefix, "/") {
+		return fmt.Errorf("%w: claim prefix %q must end, and not start, with /", ErrInvalidNomadConfig, o.ClaimPrefix)
+	}
+	if o.Capacity <= 0 {
+		o.Capacity = 32
+	}
+	if len(o.Datacenters) == 0 {
+		o.Datacenters = []string{"*"}
+	}
+	t := &o.Task
+	t.MaxWorkers = cmp.Or(t.MaxWorkers, 10)
+	t.WorkerCPUMillicores = cmp.Or(t.WorkerCPUMillicores, 100)
+	t.WorkerMemoryMB = cmp.Or(t.WorkerMemoryMB, 128)
+	t.CPU = cmp.Or(t.CPU, 100)
+	t.MemoryMB = cmp.Or(t.MemoryMB, 256)
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = time.Minute
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}
+
+// Nomad places containers as Nomad allocations of the xfaas driver: it
+// claims warm containers of the operator's pool job, found through their
+// Consul services, and starts a one-off job on a pool miss. A claim is a
+// Consul KV entry created by compare-and-swap, so replicas of the control
+// plane never claim one container twice (RATIONALE.md, "Pool on Nomad";
+// README.md, "How placement works on Nomad").
+type Nomad struct {
+	opts NomadOptions
+	log  hclog.Logger
+
+	mu      sync.Mutex
+	claims  map[string]*nomadClaim // by container id, this replica's
+	closing bool
+
+	lost chan Container
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// nomadClaim is the value of a claim key.
+type nomadClaim struct {
+	Container string `json:"container"`
+	Node      string `json:"node"`
+	Addr      string `json:"addr"`
+	Alloc     string `json:"alloc"`
+	// Job is set for a one-off job, which Release deregisters.
+	Job string `json:"job,omitempty"`
+	// At is when the claim was made, to tell a claim on an allocation not
+	// listed yet from one whose allocation was garbage collected.
+	At time.Time `json:"at"`
+
+	released bool
+}
+
+func (c *nomadClaim) container() Container {
+	return Container{ID: c.Container, Node: c.Node, Addr: c.Addr}
+}
+
+var _ Backend = (*Nomad)(nil)
+
+// NewNomad returns a backend on the cluster and starts watching the
+// allocations of the containers it claims.
+func NewNomad(opts NomadOptions) (*Nomad, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	n := &Nomad{opts: opts, log: opts.Logger, claims: map[string]*nomadClaim{},
+		lost: make(chan Container, 64), stop: make(chan struct{})}
+	n.wg.Add(1)
+	go n.watch()
+	return n, nil
+}
+
+// NomadContainerID is the container id the xfaas driver gives the task of
+// an allocation (driver.containerID; the proxy reports it in its status).
+func NomadContainerID(allocID, task string) string {
+	id := strings.ReplaceAll(allocID, "-", "")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	task = strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, task)
+	return "c-" + id + "-" + task
+}
+
+// Nodes reports the ready, eligible Nomad nodes whose xfaas driver is
+// healthy, with the claims of every replica and their unclaimed pool.
+func (n *Nomad) Nodes(ctx context.Context) ([]Node, error) {
+	stubs, _, err := n.opts.Nomad.Nodes().List((&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list nomad nodes: %w", err)
+	}
+	claims, err := n.allClaims(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := n.pool(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	claimed, free := map[string]int{}, map[string]int{}
+	for _, c := range claims {
+		claimed[c.Node]++
+	}
+	for _, p := range pool {
+		if _, ok := claims[p.Container]; !ok {
+			free[p.Node]++
+		}
+	}
+	var out []Node
+	for _, s := range stubs {
+		d := s.Drivers[DriverName]
+		if s.Status != "ready" || s.SchedulingEligibility != "eligible" || s.Drain || d == nil || !d.Detected || !d.Healthy {
+			continue
+		}
+		out = append(out, Node{Name: s.Name, Capacity: n.opts.Capacity, Claimed: claimed[s.Name], Pool: free[s.Name]})
+	}
+	return out, nil
+}
+
+// Claim takes a healthy unclaimed pool container on node, or starts a
+// one-off job there on a pool miss.
+func (n *Nomad) Claim(ctx context.Context, node string) (Container, bool, error) {
+	if n.isClosing() {
+		return Container{}, false, ErrNoCapacity
+	}
+	pool, err := n.pool(ctx, node)
+	if err != nil {
+		return Container{}, false, err
+	}
+	claims, err := n.allClaims(ctx)
+	if err != nil {
+		return Container{}, false, err
+	}
+	// Replicas start at different places, so they rarely race for one.
+	rand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	for _, c := range pool {
+		if _, taken := claims[c.Container]; taken {
+			continue
+		}
+		won, err := n.claim(ctx, c)
+		if err != nil {
+			return Container{}, false, err
+		}
+		if won {
+			return c.container(), true, nil
+		}
+	}
+	used := 0
+	for _, c := range claims {
+		if c.Node == node {
+			used++
+		}
+	}
+	if used >= n.opts.Capacity {
+		return Container{}, false, ErrNoCapacity
+	}
+	c, err := n.startOneOff(ctx, node)
+	if err != nil {
+		return Container{}, false, err
+	}
+	return c.container(), false, nil
+}
+
+// claim writes c's claim key if nobody has; true when it did.
+func (n *Nomad) claim(ctx context.Context, c *nomadClaim) (bool, error) {
+	c.At = time.Now().UTC()
+	val, err := json.Marshal(c)
+	if err != nil {
+		return false, err
+	}
+	won, _, err := n.opts.Consul.KV().CAS(&consulapi.KVPair{Key: n.key(c.Container), Value: val},
+		(&consulapi.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("claim container %s: %w", c.Container, err)
+	}
+	if won {
+		n.mu.Lock()
+		n.claims[c.Container] = c
+		n.mu.Unlock()
+	}
+	return won, nil
+}
+
+func (n *Nomad) key(container string) string { return n.opts.ClaimPrefix + container }
+
+// pool returns the passing pool containers of the pool job, on node (all
+// with ""), claimed or not.
+func (n *Nomad) pool(ctx context.Context, node string) ([]*nomadClaim, error) {
+	filter := fmt.Sprintf(`Service.Meta.role == "pool" and Service.Meta.job == %q`, n.opts.PoolJob)
+	if node != "" {
+		filter += fmt.Sprintf(` and Service.Meta.node == %q`, node)
+	}
+	entries, _, err := n.opts.Consul.Health().Service(n.opts.Service, "", true,
+		(&consulapi.QueryOptions{Filter: filter}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list pool containers: %w", err)
+	}
+	out := make([]*nomadClaim, 0, len(entries))
+	for _, e := range entries {
+		if c := claimOf(e.Service); c != nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// claimOf is the claim of a container's Nomad-registered service, or nil
+// for a service that does not say its allocation.
+func claimOf(s *consulapi.AgentService) *nomadClaim {
+	alloc, task := s.Meta["alloc"], s.Meta["task"]
+	if alloc == "" || task == "" || s.Address == "" || s.Port == 0 {
+		return nil
+	}
+	return &nomadClaim{Container: NomadContainerID(alloc, task), Node: s.Meta["node"], Alloc: alloc,
+		Addr: "tcp://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))}
+}
+
+// allClaims returns the claims of every replica by container id.
+func (n *Nomad) allClaims(ctx context.Context) (map[string]*nomadClaim, error) {
+	pairs, _, err := n.opts.Consul.KV().List(n.opts.ClaimPrefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list claims: %w", err)
+	}
+	out := make(map[string]*nomadClaim, len(pairs))
+	for _, p := range pairs {
+		var c nomadClaim
+		if err := json.Unmarshal(p.Value, &c); err != nil || c.Container == "" {
+			n.log.Warn("ignoring a malformed claim", "key", p.Key, "error", err)
+			continue
+		}
+		out[c.Container] = &c
+	}
+	return out, nil
+}
+
+// Lost delivers claimed containers whose allocation ended without Release.
+func (n *Nomad) Lost() <-chan Container { return n.lost }
+
+// Close stops the watch, then releases this replica's claims: their
+// allocations stop and their one-off jobs go. The pool job stays: it is the
+// operator's.
+func (n *Nomad) Close(ctx context.Context) error {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closing = true
+	var claims []*nomadClaim
+	for _, c := range n.claims {
+		if !c.released {
+			c.released = true
+			claims = append(claims, c)
+		}
+	}
+	n.mu.Unlock()
+	errs := make([]error, len(claims))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Go(func() {
+			if err := n.stopAlloc(ctx, c); err != nil {
+				errs[i] = fmt.Errorf("stop %s: %w", c.Container, err)
+			}
+			// As in Release: the claim goes once the container has.
+			wctx, cancel := context.WithTimeout(ctx, n.opts.StopTimeout)
+			defer cancel()
+			_ = n.waitEnded(wctx, c.Alloc)
+			n.drop(c)
+		})
+	}
+	wg.Wait()
+	close(n.stop)
+	n.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (n *Nomad) isClosing() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closing
+}
+
+func isNotFound(err error) bool {
+	var ue nomadapi.UnexpectedResponseError
+	if errors.As(err, &ue) {
+		return ue.StatusCode() == 404
+	}
+	return err != nil && strings.Contains(err.Error(), "404")
+}
+
+// sleepCtx waits for d or ctx; false when ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func randomSuffix() string {
+	var b [4]byte
+	_, _ = cryptorand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,131 @@
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+)
+
+// oneOffTask is the task name of one-off jobs, and so the suffix of their
+// container ids.
+const oneOffTask = "proxy"
+
+// startOneOff registers a one-off job with one container pinned to node,
+// waits until it serves, and claims it. On failure the job is gone.
+func (n *Nomad) startOneOff(ctx context.Context, node string) (_ *nomadClaim, err error) {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.StartTimeout)
+	defer cancel()
+	job := n.oneOffJob(n.opts.JobPrefix+randomSuffix(), node)
+	if _, _, err := n.opts.Nomad.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("register job %s: %w", *job.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer dcancel()
+			_, _, _ = n.opts.Nomad.Jobs().Deregister(*job.ID, true, (&nomadapi.WriteOptions{}).WithContext(dctx))
+		}
+	}()
+	c, err := n.waitServing(ctx, *job.ID)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", *job.ID, err)
+	}
+	c.Job = *job.ID
+	won, err := n.claim(ctx, c)
+	if err == nil && !won {
+		err = fmt.Errorf("container %s of job %s is claimed by someone else", c.Container, *job.ID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// oneOffJob is a service job of one xfaas container on node, which never
+// restarts nor moves: a container that ends is lost, and its claim with it.
+// Its service is the pool job's, with meta job naming this job, so no
+// replica takes it for a pool container.
+func (n *Nomad) oneOffJob(id, node string) *nomadapi.Job {
+	t := n.opts.Task
+	job := nomadapi.NewServiceJob(id, id, "global", 50)
+	job.Datacenters = n.opts.Datacenters
+	job.Meta = map[string]string{"xfaas": "one-off"}
+	job.Constrain(nomadapi.NewConstraint("${node.unique.name}", "=", node))
+	task := nomadapi.NewTask(oneOffTask, DriverName)
+	task.Config = map[string]any{"role": "pool", "max_workers": t.MaxWorkers,
+		"worker_cpu_millicores": t.WorkerCPUMillicores, "worker_memory_mb": t.WorkerMemoryMB,
+		"extra_args": []string{"--listen", "tcp://${NOMAD_ADDR_" + DriverName + "}"}}
+	task.Require(&nomadapi.Resources{CPU: &t.CPU, MemoryMB: &t.MemoryMB})
+	task.KillTimeout = ptr(15 * time.Second)
+	task.Services = []*nomadapi.Service{{
+		Name: n.opts.Service, PortLabel: DriverName, AddressMode: "driver",
+		Tags: []string{"one-off"},
+		Meta: map[string]string{"role": "pool", "job": id, "node": "${node.unique.name}",
+			"alloc": "${NOMAD_ALLOC_ID}", "task": "${NOMAD_TASK_NAME}"},
+		Checks: []nomadapi.ServiceCheck{{Type: "http", Path: "/healthz", AddressMode: "driver", PortLabel: DriverName,
+			Interval: time.Second, Timeout: time.Second}},
+	}}
+	group := nomadapi.NewTaskGroup("session", 1).AddTask(task)
+	group.RestartPolicy = &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
+	group.ReschedulePolicy = &nomadapi.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	// As in the pool job: the proxy listens on a port Nomad reserves.
+	group.Networks = []*nomadapi.NetworkResource{{DynamicPorts: []nomadapi.Port{{Label: DriverName, To: -1}}}}
+	job.AddTaskGroup(group)
+	return job
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// waitServing waits until the job's container is registered in Consul,
+// which Nomad does once the driver has reported the proxy ready: sooner
+// than the allocation's status reaches the servers. Between blocking
+// queries it checks that the allocation has not failed.
+func (n *Nomad) waitServing(ctx context.Context, job string) (*nomadClaim, error) {
+	var index uint64
+	filter := fmt.Sprintf(`ServiceMeta.job == %q`, job)
+	for {
+		svcs, meta, err := n.opts.Consul.Catalog().Service(n.opts.Service, "",
+			(&consulapi.QueryOptions{Filter: filter, WaitIndex: index, WaitTime: time.Second}).WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("wait for the container's service: %w", err)
+		}
+		for _, s := range svcs {
+			if c := claimOf(&consulapi.AgentService{Address: s.ServiceAddress, Port: s.ServicePort, Meta: s.ServiceMeta}); c != nil {
+				return c, nil
+			}
+		}
+		index = meta.LastIndex
+		if err := n.checkStarting(ctx, job); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// checkStarting fails if the job's allocation failed or ctx ended.
+func (n *Nomad) checkStarting(ctx context.Context, job string) error {
+	if err := ctx.Err(); err != nil {
+		return errors.New("the container did not start in time")
+	}
+	allocs, _, err := n.opts.Nomad.Jobs().Allocations(job, false, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil // asked again after the next wait
+	}
+	for _, a := range allocs {
+		if a.ClientStatus == "failed" || a.ClientStatus == "lost" {
+			return fmt.Errorf("allocation %s %s: %s", a.ID, a.ClientStatus, lastEvent(a.TaskStates[oneOffTask]))
+		}
+	}
+	return nil
+}
+
+func lastEvent(ts *nomadapi.TaskState) string {
+	if ts == nil || len(ts.Events) == 0 {
+		return "no task events"
+	}
+	e := ts.Events[len(ts.Events)-1]
+	return e.Type + ": " + e.DisplayMessage
+}

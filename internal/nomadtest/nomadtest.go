@@ -1,0 +1,524 @@
+// Package nomadtest runs a real Nomad agent (server and client in one
+// process, state on disk) with the xfaas task driver for tests, on random
+// free ports, and stops it, its jobs and their cgroups when the test ends.
+//
+// The nomad binary is the one `make tools` builds into .cache/bin/nomad at
+// the repository root, else the first nomad on PATH. A missing binary fails
+// the test: integration tests here do not skip silently.
+package nomadtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/xfaas/xfaas/internal/cgroup"
+)
+
+// startTimeout bounds how long Start waits for a leader and a ready node
+// with a healthy xfaas driver.
+const startTimeout = 60 * time.Second
+
+// Options configure an agent.
+type Options struct {
+	// ConsulAddr is the Consul agent's HTTP address. Required.
+	ConsulAddr string
+	// ProxyPath is the xfaas binary the driver runs as `xfaas proxy`.
+	// Required.
+	ProxyPath string
+	// NATS is the URL proxies get as --nats; "" for none.
+	NATS string
+	// ConfigFiles are more agent config files, given before the generated
+	// one (which sets ports, directories and the plugin block), such as
+	// jobspecs/agent.hcl.
+	ConfigFiles []string
+	// Dir holds the agent's data, plugin and config directories. The
+	// default is a new temporary directory, removed at the end.
+	Dir string
+}
+
+// Agent is a running nomad agent.
+type Agent struct {
+	// Addr is the HTTP API's URL.
+	Addr string
+	// Client talks to Addr.
+	Client *nomadapi.Client
+	// Dir holds the agent's data, plugins and config.
+	Dir string
+	// CgroupParent is the xfaas driver's cgroup parent, unique to the agent.
+	CgroupParent string
+
+	bin  string
+	args []string
+	t    testing.TB
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// Start launches an agent and returns it once it leads and its node is ready
+// with a healthy xfaas driver. At the end of t, every job is stopped and
+// purged, the agent stopped, and what is left in the driver's cgroups
+// killed and removed; the agent's log is printed if t failed.
+func Start(t testing.TB, opts Options) *Agent {
+	t.Helper()
+	if opts.ConsulAddr == "" || opts.ProxyPath == "" {
+		t.Fatal("nomadtest: ConsulAddr and ProxyPath are required")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("nomadtest: must run as root: the xfaas driver places containers in cgroups")
+	}
+	bin := Binary(t)
+	plugin := Driver(t)
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	a := &Agent{Dir: opts.Dir, bin: bin, t: t, out: &syncBuffer{},
+		CgroupParent: fmt.Sprintf("xfaas-nomadtest-%d-%d", os.Getpid(), seq.Add(1))}
+	pluginDir := filepath.Join(opts.Dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(plugin, filepath.Join(pluginDir, "xfaas")); err != nil && !errors.Is(err, os.ErrExist) {
+		t.Fatal(err)
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(opts.Dir, "local.hcl")
+	if err := os.WriteFile(local, []byte(a.localConfig(opts, pluginDir, ports)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Addr = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	a.args = []string{"agent"}
+	for _, f := range append(opts.ConfigFiles, local) {
+		a.args = append(a.args, "-config", f)
+	}
+	cfg := nomadapi.DefaultConfig()
+	cfg.Address = a.Addr
+	if a.Client, err = nomadapi.NewClient(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.cleanup)
+	if err := a.start(); err != nil {
+		t.Fatalf("nomadtest: %v\nagent log:\n%s", err, a.out)
+	}
+	return a
+}
+
+// seq tells apart the agents of one test binary.
+var seq atomic.Int64
+
+func (a *Agent) localConfig(opts Options, pluginDir string, ports []int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "data_dir = %q\nplugin_dir = %q\n", filepath.Join(opts.Dir, "data"), pluginDir)
+	fmt.Fprintf(&b, "bind_addr = \"127.0.0.1\"\nports {\n  http = %d\n  rpc = %d\n  serf = %d\n}\n", ports[0], ports[1], ports[2])
+	fmt.Fprintf(&b, "advertise {\n  http = \"127.0.0.1\"\n  rpc = \"127.0.0.1\"\n  serf = \"127.0.0.1\"\n}\n")
+	fmt.Fprintf(&b, "server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
+	fmt.Fprintf(&b, "client {\n  enabled = true\n  network_interface = \"lo\"\n  cgroup_parent = %q\n  options {\n    \"fingerprint.denylist\" = \"env_aws,env_gce,env_azure,env_digitalocean\"\n  }\n}\n",
+		a.CgroupParent+"-nomad")
+	fmt.Fprintf(&b, "consul {\n  address = %q\n}\n", opts.ConsulAddr)
+	fmt.Fprintf(&b, "plugin \"xfaas\" {\n  config {\n    proxy_path = %q\n    cgroup_parent = %q\n    cache_dir = %q\n",
+		opts.ProxyPath, a.CgroupParent, filepath.Join(opts.Dir, "cache"))
+	if opts.NATS != "" {
+		fmt.Fprintf(&b, "    nats = %q\n", opts.NATS)
+	}
+	b.WriteString("  }\n}\n")
+	return b.String()
+}
+
+func (a *Agent) start() error {
+	a.mu.Lock()
+	cmd := exec.Command(a.bin, a.args...)
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	// Its own process group: a test's interrupt does not stop it first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		a.mu.Unlock()
+		return fmt.Errorf("start %s: %w", a.bin, err)
+	}
+	done := make(chan struct{})
+	a.cmd, a.done = cmd, done
+	a.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return a.waitReady(done)
+}
+
+// waitReady polls until the agent leads and its node runs the xfaas driver.
+func (a *Agent) waitReady(done chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	var lastErr error
+	for {
+		if lastErr = a.ready(); lastErr == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return errors.New("nomad agent exited during start")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nomad agent not ready after %s: %w", startTimeout, lastErr)
+		}
+	}
+}
+
+func (a *Agent) ready() error {
+	leader, err := a.Client.Status().Leader()
+	if err != nil {
+		return err
+	}
+	if leader == "" {
+		return errors.New("no leader yet")
+	}
+	nodes, _, err := a.Client.Nodes().List(nil)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if d := n.Drivers["xfaas"]; n.Status == "ready" && d != nil && d.Healthy {
+			return nil
+		}
+	}
+	return errors.New("no ready node with a healthy xfaas driver yet")
+}
+
+// NodeName is the name of the agent's client node.
+func (a *Agent) NodeName(t testing.TB) string {
+	t.Helper()
+	nodes, _, err := a.Client.Nodes().List(nil)
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("nomadtest: nodes = %v, %v", nodes, err)
+	}
+	return nodes[0].Name
+}
+
+// Stop interrupts the agent and waits for it to exit. Its tasks keep
+// running: the agent is not in dev mode.
+func (a *Agent) Stop(t testing.TB) {
+	t.Helper()
+	if err := a.stop(30 * time.Second); err != nil {
+		t.Fatalf("nomadtest: %v", err)
+	}
+}
+
+// Restart starts a stopped agent again on the same data directory and
+// waits until it is ready.
+func (a *Agent) Restart(t testing.TB) {
+	t.Helper()
+	if err := a.start(); err != nil {
+		t.Fatalf("nomadtest: restart: %v\nagent log:\n%s", err, a.out)
+	}
+}
+
+func (a *Agent) stop(grace time.Duration) error {
+	a.mu.Lock()
+	cmd, done := a.cmd, a.done
+	a.mu.Unlock()
+	if cmd == nil || isClosed(done) {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return fmt.Errorf("nomad agent did not stop within %s; killed", grace)
+}
+
+// cleanup stops every job and waits for their allocations to end, so that
+// the driver stops the containers and removes their cgroups; then it stops
+// the agent and removes what is left.
+func (a *Agent) cleanup() {
+	a.mu.Lock()
+	running := a.cmd != nil && !isClosed(a.done)
+	a.mu.Unlock()
+	if running {
+		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+		a.stopJobs(ctx)
+		cancel()
+	}
+	_ = a.stop(15 * time.Second)
+	if a.t.Failed() {
+		a.t.Logf("nomad agent log:\n%s", a.out)
+	}
+	a.removeCgroups()
+	a.unmount()
+}
+
+// unmount detaches what Nomad mounted below the agent's directory (each
+// task's secrets directory is a tmpfs), so that it can be removed.
+func (a *Agent) unmount() {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	dir, err := filepath.EvalSymlinks(a.Dir)
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	// Deepest first.
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+}
+
+func (a *Agent) stopJobs(ctx context.Context) {
+	q := (&nomadapi.WriteOptions{}).WithContext(ctx)
+	jobs, _, err := a.Client.Jobs().List((&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		_, _, _ = a.Client.Jobs().Deregister(j.ID, false, q)
+	}
+	for ctx.Err() == nil {
+		allocs, _, err := a.Client.Allocations().List((&nomadapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return
+		}
+		live := 0
+		for _, al := range allocs {
+			if al.ClientStatus == "running" || al.ClientStatus == "pending" {
+				live++
+			}
+		}
+		if live == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// removeCgroups kills whatever is left in the driver's and Nomad's cgroups
+// of this agent and removes them.
+func (a *Agent) removeCgroups() {
+	h, err := cgroup.Open(cgroup.Options{})
+	if err != nil {
+		return
+	}
+	for _, parent := range []string{a.CgroupParent, a.CgroupParent + "-nomad"} {
+		g := h.Group(parent)
+		_ = g.Kill()
+		_ = g.Remove()
+		// Nomad makes groups in controllers the driver does not use
+		// (cpuset, freezer on cgroup v1).
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+		for _, d := range dirs {
+			removeTree(d)
+		}
+	}
+}
+
+// removeTree removes the empty cgroup directory dir and those below it,
+// deepest first.
+func removeTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = syscall.Rmdir(dir)
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Log returns the agent's output so far.
+func (a *Agent) Log() string { return a.out.String() }
+
+// Binary returns the path of the nomad binary or fails t.
+func Binary(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(root(), ".cache", "bin", "nomad")
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return p
+	}
+	if lp, err := exec.LookPath("nomad"); err == nil {
+		return lp
+	}
+	t.Fatalf("nomadtest: no nomad binary (tried %s and nomad on PATH): run `make tools` at the repository root to build it", p)
+	return ""
+}
+
+// DriverVersion is the version the test driver is built with.
+const DriverVersion = "0.0.0-test"
+
+var (
+	driverOnce sync.Once
+	driverPath string
+	driverErr  error
+)
+
+// Driver returns the path of a freshly built cmd/xfaas-driver, built once
+// per test binary (through the Go build cache) into a directory of the
+// temporary directory that is the same for every test of this checkout.
+func Driver(t testing.TB) string {
+	t.Helper()
+	driverOnce.Do(func() {
+		sum := sha256.Sum256([]byte(root()))
+		dir := filepath.Join(os.TempDir(), "xfaas-nomadtest-"+hex.EncodeToString(sum[:4]))
+		if driverErr = os.MkdirAll(dir, 0o755); driverErr != nil {
+			return
+		}
+		tmp := filepath.Join(dir, fmt.Sprintf("xfaas.%d.tmp", os.Getpid()))
+		// Nomad refuses a plugin whose version is not semantic ("dev").
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+DriverVersion, "-o", tmp, "./cmd/xfaas-driver")
+		cmd.Dir = root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			driverErr = fmt.Errorf("%w\n%s", err, out)
+			return
+		}
+		// A rename, so that an agent of another test binary never sees a
+		// half-written plugin.
+		driverPath = filepath.Join(dir, "xfaas")
+		driverErr = os.Rename(tmp, driverPath)
+	})
+	if driverErr != nil {
+		t.Fatalf("nomadtest: build the driver: %v", driverErr)
+	}
+	return driverPath
+}
+
+// root is the repository root, from this file's path.
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Root returns the repository root, where jobspecs/ is.
+func Root() string { return root() }
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p[0]
+}
+
+// syncBuffer collects the agent's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// RunJob submits the jobspec file as is, with HCL variables, through the
+// nomad CLI (`nomad job run -detach -var k=v FILE`), as an operator would.
+func (a *Agent) RunJob(t testing.TB, file string, vars map[string]string) {
+	t.Helper()
+	args := []string{"job", "run", "-detach"}
+	for k, v := range vars {
+		args = append(args, "-var", k+"="+v)
+	}
+	cmd := exec.Command(a.bin, append(args, file)...)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.Addr)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nomadtest: nomad %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
+	}
+}
+
+// Command returns a nomad CLI command against the agent.
+func (a *Agent) Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(a.bin, args...)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.Addr)
+	return cmd
+}
+
+// ProxyPID returns the pid of the `xfaas proxy` process of container, or 0.
+func ProxyPID(container string) int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		raw, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) < 2 || args[1] != "proxy" {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--id" && args[i+1] == container {
+				pid, _ := strconv.Atoi(filepath.Base(d))
+				return pid
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Stops the cluster of scripts/cluster-up.sh and removes what it left: its
+# Nomad jobs (and so every session container), the nomad and consul agents,
+# the cgroups of its containers, the mounts Nomad made for its tasks and the
+# state in .cache/cluster. Safe to run twice, or after a failed start.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="$root/.cache/cluster"
+export PATH="$root/.cache/bin:$PATH"
+export NOMAD_ADDR=http://127.0.0.1:4646
+
+say() { echo "cluster-down: $*"; }
+
+# alive PIDFILE: whether the process of PIDFILE runs.
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# stop PIDFILE NAME: SIGINT, then SIGKILL after 20 s.
+stop() {
+	local pidfile=$1 name=$2 pid
+	alive "$pidfile" || return 0
+	pid=$(cat "$pidfile")
+	say "stopping $name (pid $pid)"
+	kill -INT "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.2
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+if alive "$state/nomad.pid"; then
+	# The control plane first: it releases its sessions' containers.
+	jobs=$(nomad job status -short 2>/dev/null | awk 'NR > 1 && $1 != "" {print $1}' || true)
+	for job in xfaas-controlplane $jobs; do
+		nomad job stop -purge -detach "$job" >/dev/null 2>&1 || true
+	done
+	say "waiting for the allocations to stop"
+	for _ in $(seq 150); do
+		running=$(curl -sf --get --data-urlencode 'filter=ClientStatus == "running" or ClientStatus == "pending"' \
+			http://127.0.0.1:4646/v1/allocations | grep -o '"ID"' | wc -l || true)
+		[ "${running:-0}" -eq 0 ] && break
+		sleep 0.2
+	done
+fi
+stop "$state/nomad.pid" nomad
+stop "$state/consul.pid" consul
+
+# Whatever is left in this cluster's cgroups (a container whose agent was
+# killed) is killed, and the groups removed, deepest first.
+for parent in xfaas-cluster xfaas-cluster-nomad; do
+	for dir in /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent"; do
+		[ -d "$dir" ] || continue
+		while read -r pid; do
+			kill -KILL "$pid" 2>/dev/null || true
+		done < <(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null)
+		find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		if [ -d "$dir" ]; then
+			say "could not remove cgroup $dir"
+		fi
+	done
+done
+
+# Nomad mounts a tmpfs in every task's secrets and private directories.
+if [ -d "$state" ]; then
+	{ grep -o " $state/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r mnt; do
+		umount -l "$mnt" 2>/dev/null || true
+	done
+	rm -rf "$state"
+fi
+say "done"
