@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(CACHE)/bin:$(PATH)
 export XFAAS_WASM_CACHE := $(CURDIR)/$(CACHE)/wasm
 
 # Packages whose tests exercise concurrency run under the race detector.
-RACE_PKGS := ./proxy/... ./internal/wire/... ./internal/cgroup/...
+RACE_PKGS := ./proxy/... ./internal/wire/... ./internal/cgroup/... ./controlplane/... ./driver/...
 TEST_TIMEOUT := 20m
 
 .PHONY: all build run test test-race test-sdk check deps tools wasm bench bench-full clean cluster-up cluster-down
