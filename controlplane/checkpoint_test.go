@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,12 +93,13 @@ func TestKeepAliveCheckpointsAndRestores(t *testing.T) {
 	}
 }
 
-// Evict checkpoints at once; with the node's copy gone, the session comes
-// back from the durable tier (as on another node).
-func TestEvictAndRestoreFromTheDurableTier(t *testing.T) {
+// Evict checkpoints at once; the session then restores on another node,
+// which has no copy of the checkpoint: from the durable tier.
+func TestEvictAndRestoreOnAnotherNode(t *testing.T) {
 	e := cptest.Start(t, cptest.Options{Nodes: 2, Pool: 1})
 	e.Deploy("store", "test/stateloop", "")
 	fill(t, e, "store", "bob")
+	first := e.MustInvoke("store", "bob", "r big 1")
 	id := e.SessionID("store", "bob")
 	if r := call(t, e, http.MethodDelete, "/v1/functions/store/sessions/"+id); r.Status != http.StatusOK {
 		t.Fatalf("evict: %+v", r)
@@ -106,13 +108,20 @@ func TestEvictAndRestoreFromTheDurableTier(t *testing.T) {
 		t.Fatalf("after evict: %+v", si)
 	}
 	local, _ := filepath.Glob(filepath.Join(e.Dir, "nodes", "*", "checkpoints", "store", id+".ckpt"))
-	if len(local) != 1 {
-		t.Fatalf("node copies of the checkpoint: %v", local)
+	if len(local) != 1 || !strings.Contains(local[0], first.Node) {
+		t.Fatalf("node copies of the checkpoint: %v; want one, on %s", local, first.Node)
 	}
-	if err := os.RemoveAll(filepath.Join(e.Dir, "nodes")); err != nil {
-		t.Fatal(err)
+	// Another session takes the least-loaded node, which is bob's old one
+	// (both are empty, ties go to the first): bob's next primary goes to
+	// the other node.
+	if other := e.MustInvoke("store", "carol", "w x 1 1"); other.Node != first.Node {
+		t.Fatalf("carol went to %s; the test needs %s taken", other.Node, first.Node)
 	}
 	checkFill(t, e, "store", "bob")
+	moved := e.MustInvoke("store", "bob", "r big 1")
+	if moved.Node == first.Node {
+		t.Fatalf("bob restored on %s again; want the other node", moved.Node)
+	}
 	// Evicting a session that is not active is a 404.
 	if r := call(t, e, http.MethodDelete, "/v1/functions/store/sessions/0123456789abcdef0123456789abcdef"); r.Status != http.StatusNotFound {
 		t.Fatalf("evict of an unknown session: %+v", r)
