@@ -16,6 +16,7 @@ import (
 	"github.com/xfaas/xfaas/internal/checkpoint"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/testwasm"
+	"github.com/xfaas/xfaas/proxy/state"
 )
 
 func startNATS(t *testing.T) *nats.Conn {
@@ -193,5 +194,27 @@ func TestLogDurabilityNeedsNATS(t *testing.T) {
 	_, cl := startContainer(t, Options{})
 	if err := bindKV(t, cl, "default", "log"); err == nil {
 		t.Fatal("bound durability log without NATS")
+	}
+}
+
+// BenchmarkRestore1MiB is the restore step of a ColdSession with a 1 MiB
+// value from the node's copy: read, verify and decode the checkpoint, load
+// it into a new store.
+func BenchmarkRestore1MiB(b *testing.B) {
+	dir := b.TempDir()
+	cs := &checkpoints{dir: dir, log: hclog.NewNullLogger()}
+	ck := &checkpoint.Checkpoint{Function: "kv", Session: "default", Seq: 1, Created: time.Now(),
+		Entries: []checkpoint.Entry{{Key: "big", Value: make([]byte, 1<<20), Stamp: 1}}}
+	if _, err := cs.save(context.Background(), ck); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		got, _, err := cs.load(context.Background(), "kv", "default", 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := state.New(state.Options{}).Restore(got.Entries, got.Seq); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

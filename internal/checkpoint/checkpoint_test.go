@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,8 +63,8 @@ func TestCorruptMatrix(t *testing.T) {
 		says string
 	}{
 		"bad magic":     {append([]byte("NOTACKPT"), good[8:]...), ErrCorrupt, "magic"},
-		"future format": {withVersion(good, 2), ErrVersion, "version 2"},
-		"trailing data": {resum(append(bytes.Clone(good[:len(good)-32]), 0)), ErrCorrupt, "trailing"},
+		"future format": {withVersion(good, 3), ErrVersion, "version 3"},
+		"trailing data": {resum(append(bytes.Clone(good[:len(good)-crc32.Size]), 0)), ErrCorrupt, "trailing"},
 		"short body":    {resum(good[:20]), ErrCorrupt, "bad"},
 		"huge count":    {resum(hugeCount()), ErrCorrupt, "entry count"},
 		"empty":         {nil, ErrCorrupt, "too short"},
@@ -79,15 +80,31 @@ func TestCorruptMatrix(t *testing.T) {
 // withVersion rewrites the version and fixes the checksum, as a newer
 // writer would produce.
 func withVersion(data []byte, v uint16) []byte {
-	b := bytes.Clone(data[:len(data)-32])
+	b := bytes.Clone(data[:len(data)-crc32.Size])
 	binary.BigEndian.PutUint16(b[6:], v)
 	return resum(b)
 }
 
 // resum appends a valid checksum to body (without its old one).
 func resum(body []byte) []byte {
+	return append(bytes.Clone(body), checksum(Version, body)...)
+}
+
+// Version 1 checkpoints (a SHA-256 trailer) still restore.
+func TestReadsVersion1(t *testing.T) {
+	c := sample()
+	v2 := c.Encode()
+	body := bytes.Clone(v2[:len(v2)-crc32.Size])
+	binary.BigEndian.PutUint16(body[6:], 1)
 	sum := sha256.Sum256(body)
-	return append(bytes.Clone(body), sum[:]...)
+	got, err := Decode(append(body, sum[:]...))
+	if err != nil || got.Seq != c.Seq || len(got.Entries) != len(c.Entries) {
+		t.Fatalf("version 1: %+v, %v", got, err)
+	}
+	sum[0] ^= 1
+	if _, err := Decode(append(body, sum[:]...)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 1 with a bad SHA-256: %v", err)
+	}
 }
 
 func hugeCount() []byte {
