@@ -145,3 +145,11 @@ func TestTargets(t *testing.T) {
 		t.Errorf("Fork target %+v; want met", tg)
 	}
 }
+
+// Cold starts arrive unsorted; their p99 is never below their p50.
+func TestDistOfUnsortedSample(t *testing.T) {
+	d := distOf(Sample{Latencies: []time.Duration{5e6, 1e6, 9e6, 3e6, 7e6}})
+	if d.P50MS != 5 || d.P99MS != 9 || d.MinMS != 1 || d.MaxMS != 9 {
+		t.Fatalf("dist %+v; want p50 5, p99 9, min 1, max 9", d)
+	}
+}

@@ -30,6 +30,7 @@ func (s Sample) Throughput() float64 {
 }
 
 // Quantile is the q-quantile of the latencies (nearest rank), 0 if none.
+// The latencies must be sorted.
 func (s Sample) Quantile(q float64) time.Duration {
 	if len(s.Latencies) == 0 {
 		return 0

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -112,10 +113,13 @@ type Dist struct {
 	NotAvailable string `json:"not_available,omitempty"`
 }
 
+// distOf summarizes a sample whose latencies may be in any order (cold
+// starts come in the order they were taken).
 func distOf(s Sample) Dist {
 	if len(s.Latencies) == 0 {
 		return Dist{}
 	}
+	s.Latencies = slices.Sorted(slices.Values(s.Latencies))
 	return Dist{N: len(s.Latencies), MeanMS: ms(s.Mean()), P50MS: ms(s.Quantile(0.5)), P99MS: ms(s.Quantile(0.99)),
 		MinMS: ms(s.Latencies[0]), MaxMS: ms(s.Latencies[len(s.Latencies)-1])}
 }
