@@ -152,13 +152,15 @@ func (c *Container) Bind(ctx context.Context, b Binding) error {
 	if c.b != nil {
 		return apierror.New(apierror.Conflict, "container %s is already bound to a session", c.opts.ID)
 	}
+	start := time.Now()
 	nb, err := c.setUp(ctx, b)
 	if err != nil {
 		return err
 	}
 	c.b = nb
 	c.log.Info("bound", "function", b.Function, "session", b.Session, "role", b.Role,
-		"compile_ms", nb.module.CompileTime.Milliseconds(), "limits_enforced", nb.limits.Enforced)
+		"compile_ms", nb.module.CompileTime.Milliseconds(), "limits_enforced", nb.limits.Enforced,
+		"ms", float64(time.Since(start).Microseconds())/1000)
 	return nil
 }
 

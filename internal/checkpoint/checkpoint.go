@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -241,16 +243,22 @@ func WriteFile(path string, data []byte) error {
 	return d.Sync()
 }
 
-// ReadFile reads and decodes the checkpoint at path. A file that does not
-// decode is renamed to path.corrupt-<unix time> for inspection, and the
-// error says where it went.
+// ReadFile reads and decodes the checkpoint at path. The file is mapped
+// read-only, not copied: the values of the checkpoint alias the mapping,
+// which stays for the life of the process, so they must never be written
+// (a session store never writes a value it holds). That keeps a restore
+// off the Go heap: no copy, no heap growth, no garbage collection on the
+// path of a ColdSession. A file that does not decode is unmapped and
+// renamed to path.corrupt-<unix time> for inspection, and the error says
+// where it went.
 func ReadFile(path string) (*Checkpoint, error) {
-	data, err := os.ReadFile(path)
+	data, unmap, err := mapFile(path)
 	if err != nil {
 		return nil, err
 	}
 	c, err := Decode(data)
 	if err != nil {
+		unmap()
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 		if rerr := os.Rename(path, aside); rerr == nil {
 			return nil, fmt.Errorf("%w (kept aside as %s)", err, aside)
@@ -258,4 +266,31 @@ func ReadFile(path string) (*Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// mapFile maps path read-only (private). An empty file maps to nothing.
+func mapFile(path string) ([]byte, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	size := st.Size()
+	if size == 0 {
+		return nil, func() {}, nil
+	}
+	if size > math.MaxInt32*4 {
+		return nil, nil, fmt.Errorf("%w: %s is %d bytes", ErrCorrupt, path, size)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		// A file system that cannot map: read it instead.
+		b, rerr := os.ReadFile(path)
+		return b, func() {}, rerr
+	}
+	return data, func() { _ = syscall.Munmap(data) }, nil
 }
