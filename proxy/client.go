@@ -6,16 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/wire"
 )
 
 // Client is a handle on one container: what the control plane uses to bind
-// and invoke it. Calls are multiplexed on one connection; it is safe for
-// concurrent use.
+// and invoke it. It is safe for concurrent use. Management calls are
+// multiplexed on one connection, which also tells when the container goes
+// (Done). Invocations each take a connection of their own from an idle
+// list (wire.SyncClient): the request is written and its answer read on
+// the caller's goroutine, and the container runs it on the connection's
+// reader goroutine, so neither side hands the request to another goroutine
+// (see RATIONALE.md, "Wire protocol"). The scheduler never has more
+// requests in flight on a container than its max_workers, which bounds the
+// connections.
 type Client struct {
 	wc *wire.Client
+
+	mu     sync.Mutex
+	idle   []*wire.SyncClient
+	closed bool
 }
 
 // Dial connects to the container at addr.
@@ -27,23 +40,87 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	return &Client{wc: wc}, nil
 }
 
+// maxIdleInvokeConns bounds the idle invocation connections kept per
+// container.
+const maxIdleInvokeConns = 64
+
+// syncConn takes an idle invocation connection or dials one.
+func (c *Client) syncConn(ctx context.Context) (*wire.SyncClient, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, wire.ErrClosed
+	}
+	if n := len(c.idle); n > 0 {
+		sc := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return sc, nil
+	}
+	c.mu.Unlock()
+	sc, err := wire.DialSync(ctx, c.wc.Addr())
+	if err != nil {
+		return nil, wire.ErrClosed
+	}
+	return sc, nil
+}
+
+// putSyncConn keeps a connection whose call ended cleanly for the next.
+func (c *Client) putSyncConn(sc *wire.SyncClient, err error) {
+	if err != nil && !isAnswer(err) {
+		sc.Close()
+		return
+	}
+	c.mu.Lock()
+	if c.closed || len(c.idle) >= maxIdleInvokeConns {
+		c.mu.Unlock()
+		sc.Close()
+		return
+	}
+	c.idle = append(c.idle, sc)
+	c.mu.Unlock()
+}
+
+// isAnswer reports whether err is the container's answer (an error
+// response), after which the connection is still in step.
+func isAnswer(err error) bool {
+	var ae *apierror.Error
+	return errors.As(err, &ae) && ae != wire.ErrClosed
+}
+
 // Addr is the container's address.
 func (c *Client) Addr() string { return c.wc.Addr() }
 
 // Done is closed when the connection to the container ends.
 func (c *Client) Done() <-chan struct{} { return c.wc.Done() }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.wc.Close() }
+// Close closes the connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.closed = nil, true
+	c.mu.Unlock()
+	for _, sc := range idle {
+		sc.Close()
+	}
+	return c.wc.Close()
+}
 
 // Invoke runs one request. The container stops the request when ctx's
-// deadline passes, even if this side has gone.
+// deadline passes, even if this side has gone. A connection that breaks
+// (the container went away) is wire.ErrClosed.
 func (c *Client) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	var timeout time.Duration
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = time.Until(deadline)
 	}
-	return c.wc.Call(ctx, methodInvoke, encodeInvoke(input, timeout))
+	sc, err := c.syncConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := sc.Call(ctx, methodInvoke, encodeInvoke(input, timeout))
+	c.putSyncConn(sc, err)
+	return out, err
 }
 
 // Bind binds a pool container to a session.
