@@ -43,7 +43,7 @@ type EnvOptions struct {
 	PoolSize int
 }
 
-func jobspec(name string) string { return filepath.Join(nomadtest.Root(), "jobspecs", name) }
+func jobspec(name string) string { return filepath.Join(testbin.Root(), "jobspecs", name) }
 
 // Start brings up a cluster and returns once the pool's containers pass
 // their checks and the control plane answers.
@@ -65,7 +65,7 @@ func Start(t testing.TB, opts EnvOptions) *Env {
 	env.Nomad = nomadtest.Start(t, nomadtest.Options{ConsulAddr: env.Consul.HTTPAddr, ProxyPath: xfaas, NATS: env.NATS,
 		ConfigFiles: []string{jobspec("agent.hcl")}})
 	env.Nomad.RunJob(t, jobspec("xfaas-pool.nomad.hcl"), map[string]string{"count": strconv.Itoa(opts.PoolSize)})
-	port := nomadtest.FreePort(t)
+	port := testbin.FreePort(t)
 	env.Nomad.RunJob(t, jobspec("xfaas-controlplane.nomad.hcl"), map[string]string{
 		"xfaas": xfaas, "port": strconv.Itoa(port), "nats": env.NATS,
 		"nomad_addr": env.Nomad.Addr, "consul_addr": env.Consul.HTTPAddr, "capacity": "16", "log_level": "debug",

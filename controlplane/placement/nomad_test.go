@@ -37,7 +37,7 @@ func startNomadCluster(t testing.TB) *nomadCluster {
 	consul := consultest.Start(t)
 	nomad := nomadtest.Start(t, nomadtest.Options{ConsulAddr: consul.HTTPAddr, ProxyPath: testbin.Xfaas(t)})
 	c := &nomadCluster{consul: consul, nomad: nomad, node: nomad.NodeName(t)}
-	nomad.RunJob(t, filepath.Join(nomadtest.Root(), "jobspecs", "xfaas-pool.nomad.hcl"),
+	nomad.RunJob(t, filepath.Join(testbin.Root(), "jobspecs", "xfaas-pool.nomad.hcl"),
 		map[string]string{"count": fmt.Sprint(poolSize), "max_workers": "2"})
 	return c
 }

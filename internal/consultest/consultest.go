@@ -7,25 +7,18 @@
 package consultest
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
-)
 
-// module is the path of the module whose root holds .cache/bin.
-const module = "github.com/xfaas/xfaas"
+	"github.com/xfaas/xfaas/internal/testbin"
+)
 
 // NodeName is the agent's node name; it shows in DNS answers
 // (<node>.node.dc1.consul).
@@ -45,7 +38,7 @@ type Agent struct {
 	Client *api.Client
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testbin.Log
 	done chan struct{} // closed when the process has exited
 }
 
@@ -70,26 +63,7 @@ func Start(t testing.TB) *Agent {
 }
 
 // Binary returns the path of the consul binary or fails t.
-func Binary(t testing.TB) string {
-	t.Helper()
-	var tried []string
-	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, ".cache", "bin", "consul")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-		tried = append(tried, p)
-	} else {
-		tried = append(tried, err.Error())
-	}
-	if p, err := exec.LookPath("consul"); err == nil {
-		return p
-	}
-	tried = append(tried, "consul on PATH")
-	t.Fatalf("consultest: no consul binary (tried %s): run `make tools` at the repository root to build it",
-		strings.Join(tried, ", "))
-	return ""
-}
+func Binary(t testing.TB) string { return testbin.Tool(t, "consul") }
 
 // NewClient returns another client of the agent, as a second control-plane
 // replica would have.
@@ -103,7 +77,7 @@ func (a *Agent) NewClient(t testing.TB) *api.Client {
 }
 
 func start(t testing.TB, bin string) (*Agent, error) {
-	ports, err := freePorts(5)
+	ports, err := testbin.FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +85,7 @@ func start(t testing.TB, bin string) (*Agent, error) {
 	a := &Agent{
 		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
 		DNSAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(dnsPort)),
-		out:      &syncBuffer{},
+		out:      &testbin.Log{},
 		done:     make(chan struct{}),
 	}
 	a.cmd = exec.Command(bin, "agent", "-dev",
@@ -202,82 +176,4 @@ func newClient(addr string) (*api.Client, error) {
 	cfg.Scheme = "http"
 	cfg.Token = ""
 	return api.NewClient(cfg)
-}
-
-// freePorts returns n distinct ports that are free on 127.0.0.1 for both TCP
-// and UDP (DNS and Serf use both).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		closers = append(closers, l.Close)
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // taken on UDP: keep the TCP one held and try another
-		}
-		closers = append(closers, u.Close)
-		ports = append(ports, port)
-	}
-	return ports, nil
-}
-
-// moduleRoot walks up from the working directory to the go.mod of module.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if isModuleRoot(filepath.Join(dir, "go.mod")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of %s above the working directory", module)
-		}
-		dir = parent
-	}
-}
-
-func isModuleRoot(gomod string) bool {
-	f, err := os.Open(gomod)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if fields := strings.Fields(s.Text()); len(fields) == 2 && fields[0] == "module" {
-			return strings.Trim(fields[1], `"`) == module
-		}
-	}
-	return false
-}
-
-// syncBuffer collects the agent's output from its copy goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -8,17 +8,12 @@
 package nomadtest
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +25,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/testbin"
 )
 
 // startTimeout bounds how long Start waits for a leader and a ready node
@@ -71,7 +67,7 @@ type Agent struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testbin.Log
 	done chan struct{}
 }
 
@@ -88,11 +84,11 @@ func Start(t testing.TB, opts Options) *Agent {
 		t.Fatal("nomadtest: must run as root: the xfaas driver places containers in cgroups")
 	}
 	bin := Binary(t)
-	plugin := Driver(t)
+	plugin := testbin.Driver(t)
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	a := &Agent{Dir: opts.Dir, bin: bin, t: t, out: &syncBuffer{},
+	a := &Agent{Dir: opts.Dir, bin: bin, t: t, out: &testbin.Log{},
 		CgroupParent: fmt.Sprintf("xfaas-nomadtest-%d-%d", os.Getpid(), seq.Add(1))}
 	pluginDir := filepath.Join(opts.Dir, "plugins")
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
@@ -101,7 +97,7 @@ func Start(t testing.TB, opts Options) *Agent {
 	if err := os.Symlink(plugin, filepath.Join(pluginDir, "xfaas")); err != nil && !errors.Is(err, os.ErrExist) {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(3)
+	ports, err := testbin.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,114 +366,7 @@ func isClosed(ch chan struct{}) bool {
 func (a *Agent) Log() string { return a.out.String() }
 
 // Binary returns the path of the nomad binary or fails t.
-func Binary(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(root(), ".cache", "bin", "nomad")
-	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-		return p
-	}
-	if lp, err := exec.LookPath("nomad"); err == nil {
-		return lp
-	}
-	t.Fatalf("nomadtest: no nomad binary (tried %s and nomad on PATH): run `make tools` at the repository root to build it", p)
-	return ""
-}
-
-// DriverVersion is the version the test driver is built with.
-const DriverVersion = "0.0.0-test"
-
-var (
-	driverOnce sync.Once
-	driverPath string
-	driverErr  error
-)
-
-// Driver returns the path of a freshly built cmd/xfaas-driver, built once
-// per test binary (through the Go build cache) into a directory of the
-// temporary directory that is the same for every test of this checkout.
-func Driver(t testing.TB) string {
-	t.Helper()
-	driverOnce.Do(func() {
-		sum := sha256.Sum256([]byte(root()))
-		dir := filepath.Join(os.TempDir(), "xfaas-nomadtest-"+hex.EncodeToString(sum[:4]))
-		if driverErr = os.MkdirAll(dir, 0o755); driverErr != nil {
-			return
-		}
-		tmp := filepath.Join(dir, fmt.Sprintf("xfaas.%d.tmp", os.Getpid()))
-		// Nomad refuses a plugin whose version is not semantic ("dev").
-		cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+DriverVersion, "-o", tmp, "./cmd/xfaas-driver")
-		cmd.Dir = root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			driverErr = fmt.Errorf("%w\n%s", err, out)
-			return
-		}
-		// A rename, so that an agent of another test binary never sees a
-		// half-written plugin.
-		driverPath = filepath.Join(dir, "xfaas")
-		driverErr = os.Rename(tmp, driverPath)
-	})
-	if driverErr != nil {
-		t.Fatalf("nomadtest: build the driver: %v", driverErr)
-	}
-	return driverPath
-}
-
-// root is the repository root, from this file's path.
-func root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// Root returns the repository root, where jobspecs/ is.
-func Root() string { return root() }
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-	}()
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// FreePort returns a free TCP port on 127.0.0.1.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	p, err := freePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p[0]
-}
-
-// syncBuffer collects the agent's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func Binary(t testing.TB) string { return testbin.Tool(t, "nomad") }
 
 // RunJob submits the jobspec file as is, with HCL variables, through the
 // nomad CLI (`nomad job run -detach -var k=v FILE`), as an operator would.
