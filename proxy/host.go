@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/xfaas/xfaas/internal/abi"
+	"github.com/xfaas/xfaas/internal/hostcall"
 	"github.com/xfaas/xfaas/proxy/state"
 )
 
@@ -70,51 +71,14 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 		abi.Log:         logLine,
 		abi.PullState:   pullState,
 	}
-	b := rt.NewHostModuleBuilder(abi.HostModule)
-	for name, sig := range abi.Imports {
-		b.NewFunctionBuilder().WithGoModuleFunction(fns[name], i32s(sig.Params), i32s(sig.Results)).Export(name)
-	}
-	_, err := b.Instantiate(ctx)
-	return err
-}
-
-func i32s(n int) []api.ValueType {
-	types := make([]api.ValueType, n)
-	for i := range types {
-		types[i] = api.ValueTypeI32
-	}
-	return types
-}
-
-func status(code int32) uint64 { return api.EncodeI32(code) }
-
-// view returns guest memory [ptr, ptr+n) without copying; ok is false when
-// n is negative or the range is out of bounds.
-func view(mod api.Module, ptr, n uint64) ([]byte, bool) {
-	if int32(n) < 0 {
-		return nil, false
-	}
-	return mod.Memory().Read(uint32(ptr), uint32(n))
-}
-
-// copyOut copies up to n bytes of src to guest memory at ptr and returns
-// len(src) (the full length), or ErrInvalid.
-func copyOut(mod api.Module, ptr, n uint64, src []byte) uint64 {
-	if int32(n) < 0 {
-		return status(abi.ErrInvalid)
-	}
-	k := min(len(src), int(uint32(n)))
-	if k > 0 && !mod.Memory().Write(uint32(ptr), src[:k]) {
-		return status(abi.ErrInvalid)
-	}
-	return status(int32(len(src)))
+	return hostcall.Instantiate(ctx, rt, fns)
 }
 
 // read_input(arg, buf, len) -> i32
 func readInput(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrAbsent)
+		stack[0] = hostcall.Status(abi.ErrAbsent)
 		return
 	}
 	var src []byte
@@ -127,49 +91,49 @@ func readInput(ctx context.Context, mod api.Module, stack []uint64) {
 		src = []byte(c.function)
 	case abi.InputHeaders:
 		if src = headersOf(ctx); src == nil {
-			stack[0] = status(abi.ErrAbsent)
+			stack[0] = hostcall.Status(abi.ErrAbsent)
 			return
 		}
 	default:
-		stack[0] = status(abi.ErrAbsent)
+		stack[0] = hostcall.Status(abi.ErrAbsent)
 		return
 	}
-	stack[0] = copyOut(mod, stack[1], stack[2], src)
+	stack[0] = hostcall.CopyOut(mod, stack[1], stack[2], src)
 }
 
 // set_output(buf, len) -> i32
 func setOutput(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	c.outputOK = false
 	if n := int(int32(stack[1])); n > c.maxOutput {
 		c.outputErr = fmt.Errorf("output of %d bytes exceeds the %d byte limit", n, c.maxOutput)
-		stack[0] = status(abi.ErrValueTooLarge)
+		stack[0] = hostcall.Status(abi.ErrValueTooLarge)
 		return
 	}
-	buf, ok := view(mod, stack[0], stack[1])
+	buf, ok := hostcall.View(mod, stack[0], stack[1])
 	if !ok {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	c.output = append(c.output[:0], buf...)
 	c.outputOK = true
-	stack[0] = status(abi.OK)
+	stack[0] = hostcall.Status(abi.OK)
 }
 
 // read_state(key, key_len, buf, len, mode) -> i32
 func readState(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrUnavailable)
+		stack[0] = hostcall.Status(abi.ErrUnavailable)
 		return
 	}
-	key, ok := view(mod, stack[0], stack[1])
+	key, ok := hostcall.View(mod, stack[0], stack[1])
 	if !ok {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	val, present, err := c.state.Get(ctx, key, api.DecodeI32(stack[4]))
@@ -177,9 +141,9 @@ func readState(ctx context.Context, mod api.Module, stack []uint64) {
 	case err != nil:
 		stack[0] = c.fail(err)
 	case !present:
-		stack[0] = status(abi.ErrAbsent)
+		stack[0] = hostcall.Status(abi.ErrAbsent)
 	default:
-		stack[0] = copyOut(mod, stack[2], stack[3], val)
+		stack[0] = hostcall.CopyOut(mod, stack[2], stack[3], val)
 	}
 }
 
@@ -187,13 +151,13 @@ func readState(ctx context.Context, mod api.Module, stack []uint64) {
 func writeState(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrUnavailable)
+		stack[0] = hostcall.Status(abi.ErrUnavailable)
 		return
 	}
-	key, ok1 := view(mod, stack[0], stack[1])
-	val, ok2 := view(mod, stack[2], stack[3])
+	key, ok1 := hostcall.View(mod, stack[0], stack[1])
+	val, ok2 := hostcall.View(mod, stack[2], stack[3])
 	if !ok1 || !ok2 {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	stack[0] = c.result(c.state.Put(ctx, key, val, api.DecodeI32(stack[4])))
@@ -203,12 +167,12 @@ func writeState(ctx context.Context, mod api.Module, stack []uint64) {
 func deleteState(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrUnavailable)
+		stack[0] = hostcall.Status(abi.ErrUnavailable)
 		return
 	}
-	key, ok := view(mod, stack[0], stack[1])
+	key, ok := hostcall.View(mod, stack[0], stack[1])
 	if !ok {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	stack[0] = c.result(c.state.Delete(ctx, key, api.DecodeI32(stack[2])))
@@ -218,14 +182,14 @@ func deleteState(ctx context.Context, mod api.Module, stack []uint64) {
 func pullState(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
 	if c == nil {
-		stack[0] = status(abi.ErrUnavailable)
+		stack[0] = hostcall.Status(abi.ErrUnavailable)
 		return
 	}
-	fn, ok1 := view(mod, stack[0], stack[1])
-	session, ok2 := view(mod, stack[2], stack[3])
-	key, ok3 := view(mod, stack[4], stack[5])
+	fn, ok1 := hostcall.View(mod, stack[0], stack[1])
+	session, ok2 := hostcall.View(mod, stack[2], stack[3])
+	key, ok3 := hostcall.View(mod, stack[4], stack[5])
 	if !ok1 || !ok2 || !ok3 {
-		stack[0] = status(abi.ErrInvalid)
+		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
 	val, present, err := pullerOf(ctx).pull(ctx, fn, session, key)
@@ -233,9 +197,9 @@ func pullState(ctx context.Context, mod api.Module, stack []uint64) {
 	case err != nil:
 		stack[0] = c.fail(err)
 	case !present:
-		stack[0] = status(abi.ErrAbsent)
+		stack[0] = hostcall.Status(abi.ErrAbsent)
 	default:
-		stack[0] = copyOut(mod, stack[6], stack[7], val)
+		stack[0] = hostcall.CopyOut(mod, stack[6], stack[7], val)
 	}
 }
 
@@ -245,7 +209,7 @@ const maxLogLine = 4 << 10
 // log(level, buf, len)
 func logLine(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callOf(ctx)
-	msg, ok := view(mod, stack[1], stack[2])
+	msg, ok := hostcall.View(mod, stack[1], stack[2])
 	if c == nil || c.logf == nil || !ok {
 		return
 	}
@@ -259,7 +223,7 @@ func (c *call) result(err error) uint64 {
 	if err != nil {
 		return c.fail(err)
 	}
-	return status(abi.OK)
+	return hostcall.Status(abi.OK)
 }
 
 // fail maps a state error to its ABI status and remembers the errors that
@@ -270,7 +234,7 @@ func (c *call) fail(err error) uint64 {
 	case abi.ErrConflict, abi.ErrDeadlock, abi.ErrLockTimeout, abi.ErrUnavailable:
 		c.stateErr = err
 	}
-	return status(code)
+	return hostcall.Status(code)
 }
 
 type headersKey struct{}
