@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
-	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/wire"
 )
 
@@ -24,12 +22,13 @@ import (
 // requests in flight on a container than its max_workers, which bounds the
 // connections.
 type Client struct {
-	wc *wire.Client
-
-	mu     sync.Mutex
-	idle   []*wire.SyncClient
-	closed bool
+	wc  *wire.Client
+	inv *wire.SyncPool // invocation connections
 }
+
+// maxIdleInvokeConns bounds the idle invocation connections kept per
+// container.
+const maxIdleInvokeConns = 64
 
 // Dial connects to the container at addr.
 func Dial(ctx context.Context, addr string) (*Client, error) {
@@ -37,55 +36,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{wc: wc}, nil
-}
-
-// maxIdleInvokeConns bounds the idle invocation connections kept per
-// container.
-const maxIdleInvokeConns = 64
-
-// syncConn takes an idle invocation connection or dials one.
-func (c *Client) syncConn(ctx context.Context) (*wire.SyncClient, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, wire.ErrClosed
-	}
-	if n := len(c.idle); n > 0 {
-		sc := c.idle[n-1]
-		c.idle = c.idle[:n-1]
-		c.mu.Unlock()
-		return sc, nil
-	}
-	c.mu.Unlock()
-	sc, err := wire.DialSync(ctx, c.wc.Addr())
-	if err != nil {
-		return nil, wire.ErrClosed
-	}
-	return sc, nil
-}
-
-// putSyncConn keeps a connection whose call ended cleanly for the next.
-func (c *Client) putSyncConn(sc *wire.SyncClient, err error) {
-	if err != nil && !isAnswer(err) {
-		sc.Close()
-		return
-	}
-	c.mu.Lock()
-	if c.closed || len(c.idle) >= maxIdleInvokeConns {
-		c.mu.Unlock()
-		sc.Close()
-		return
-	}
-	c.idle = append(c.idle, sc)
-	c.mu.Unlock()
-}
-
-// isAnswer reports whether err is the container's answer (an error
-// response), after which the connection is still in step.
-func isAnswer(err error) bool {
-	var ae *apierror.Error
-	return errors.As(err, &ae) && ae != wire.ErrClosed
+	return &Client{wc: wc, inv: wire.NewSyncPool(addr, wire.SyncPoolOptions{MaxIdle: maxIdleInvokeConns})}, nil
 }
 
 // Addr is the container's address.
@@ -96,13 +47,7 @@ func (c *Client) Done() <-chan struct{} { return c.wc.Done() }
 
 // Close closes the connections.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	idle := c.idle
-	c.idle, c.closed = nil, true
-	c.mu.Unlock()
-	for _, sc := range idle {
-		sc.Close()
-	}
+	c.inv.Close()
 	return c.wc.Close()
 }
 
@@ -114,12 +59,12 @@ func (c *Client) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = time.Until(deadline)
 	}
-	sc, err := c.syncConn(ctx)
+	sc, err := c.inv.Get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, wire.ErrClosed
 	}
 	out, err := sc.Call(ctx, methodInvoke, encodeInvoke(input, timeout))
-	c.putSyncConn(sc, err)
+	c.inv.Put(sc)
 	return out, err
 }
 

@@ -48,10 +48,9 @@ var errTransport = errors.New("primary not reached")
 // puller runs the pull_state calls of one container's workers. A pull is
 // a mode-0 read on the target primary, the state RPC a secondary uses
 // (methodStateGet), over a wire.SyncClient: one call at a time on the
-// caller's goroutine. Connections are kept per address in an idle list
-// that a worker takes one from for the duration of a call, so there are at
-// most max_workers per address, and they outlive the workers (which come
-// and go) but not the container.
+// caller's goroutine. Connections are pooled per target (address and the
+// session it must serve), so there are at most max_workers idle per target,
+// and they outlive the workers (which come and go) but not the container.
 type puller struct {
 	// deps maps each function of depends_on to itself, so that a lookup by
 	// the guest's bytes yields the name without allocating.
@@ -60,27 +59,22 @@ type puller struct {
 	maxIdle  int
 	log      hclog.Logger
 
-	mu        sync.Mutex
-	idle      map[string][]*pullConn // by address; the most recently used last
-	closed    bool
-	nextSweep time.Time
+	mu     sync.Mutex
+	pools  map[pullTarget]*wire.SyncPool
+	closed bool
 }
 
-// pullConn is a connection to the primary of (function, session), checked
-// when it was made: a container serves one session in its life, so the
-// check holds for the connection's life.
-type pullConn struct {
-	sc                      *wire.SyncClient
-	addr, function, session string
-	lastUsed                time.Time
-}
+// pullTarget is the primary of (function, session) at addr. Its pool dials
+// through dialPrimary, which checks who answers: a container serves one
+// session in its life, so the check holds for the connection's life.
+type pullTarget struct{ addr, function, session string }
 
 // newPuller returns the puller of a function bound with dependencies, and
 // has the resolver follow them. resolver may be nil: every pull of a
 // declared function is then unavailable.
 func newPuller(ctx context.Context, deps []string, resolver Resolver, maxIdle int, log hclog.Logger) (*puller, error) {
 	p := &puller{deps: make(map[string]string, len(deps)), resolver: resolver, maxIdle: maxIdle, log: log,
-		idle: map[string][]*pullConn{}}
+		pools: map[pullTarget]*wire.SyncPool{}}
 	for _, fn := range deps {
 		p.deps[fn] = fn
 	}
@@ -148,18 +142,22 @@ func (p *puller) pull(ctx context.Context, fn, session, key []byte) ([]byte, boo
 
 // get reads key from the primary at addr.
 func (p *puller) get(ctx context.Context, addr, function, session string, key []byte) ([]byte, bool, error) {
-	pc, err := p.take(ctx, addr, function, session)
+	pool, err := p.pool(pullTarget{addr, function, session})
+	if err != nil {
+		return nil, false, err
+	}
+	sc, err := pool.Get(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %s: %v", errTransport, addr, err)
 	}
-	reply, err := pc.sc.Call(ctx, methodStateGet, stateOp{mode: abi.ModeCausal, key: key}.encode())
+	reply, err := sc.Call(ctx, methodStateGet, stateOp{mode: abi.ModeCausal, key: key}.encode())
 	var code int32
 	var val []byte
 	if err == nil {
 		code, val, err = decodeStateReply(reply)
 	}
 	if err != nil {
-		pc.sc.Close()
+		sc.Close()
 		if ctx.Err() == nil {
 			// Not the request's deadline: the connection or the container
 			// failed (or no longer holds the state), so every connection
@@ -168,7 +166,7 @@ func (p *puller) get(ctx context.Context, addr, function, session string, key []
 		}
 		return nil, false, fmt.Errorf("%w: %s: %v", errTransport, addr, err)
 	}
-	p.put(pc)
+	pool.Put(sc)
 	switch {
 	case code == abi.ErrAbsent:
 		return nil, false, nil
@@ -178,38 +176,29 @@ func (p *puller) get(ctx context.Context, addr, function, session string, key []
 	return val, true, nil
 }
 
-// take returns an idle connection to addr, or a new one.
-func (p *puller) take(ctx context.Context, addr, function, session string) (*pullConn, error) {
+// pool returns the connection pool of t.
+func (p *puller) pool(t pullTarget) (*wire.SyncPool, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return nil, errShuttingDown
 	}
-	list := p.idle[addr]
-	if n := len(list); n > 0 {
-		pc := list[n-1]
-		list[n-1] = nil
-		p.idle[addr] = list[:n-1]
-		p.mu.Unlock()
-		if pc.function != function || pc.session != session {
-			// The address was reused by another container: the resolver is
-			// stale.
-			pc.sc.Close()
-			return nil, fmt.Errorf("the container at %s serves %s/%s", addr, pc.function, pc.session)
-		}
-		return pc, nil
+	pool := p.pools[t]
+	if pool == nil {
+		pool = wire.NewSyncPool(t.addr, wire.SyncPoolOptions{MaxIdle: p.maxIdle, IdleTimeout: pullIdleTimeout,
+			Dial: func(ctx context.Context) (*wire.SyncClient, error) { return dialPrimary(ctx, t) }})
+		p.pools[t] = pool
 	}
-	p.mu.Unlock()
-	return dialPrimary(ctx, addr, function, session)
+	return pool, nil
 }
 
-// dialPrimary connects to addr and checks that it is the primary of
-// (function, session), so that a stale address never reads another
+// dialPrimary connects to t.addr and checks that it is the primary of
+// (t.function, t.session), so that a stale address never reads another
 // session's state.
-func dialPrimary(ctx context.Context, addr, function, session string) (*pullConn, error) {
+func dialPrimary(ctx context.Context, t pullTarget) (*wire.SyncClient, error) {
 	ctx, cancel := context.WithTimeout(ctx, pullDialTimeout)
 	defer cancel()
-	sc, err := wire.DialSync(ctx, addr)
+	sc, err := wire.DialSync(ctx, t.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -218,62 +207,30 @@ func dialPrimary(ctx context.Context, addr, function, session string) (*pullConn
 	if err == nil {
 		err = json.Unmarshal(reply, &st)
 	}
-	if err == nil && (st.Function != function || st.Session != session || st.Role != RolePrimary) {
-		err = fmt.Errorf("the container at %s is the %s of %s/%s, not the primary of %s/%s", addr, st.Role, st.Function, st.Session, function, session)
+	if err == nil && (st.Function != t.function || st.Session != t.session || st.Role != RolePrimary) {
+		err = fmt.Errorf("the container at %s is the %s of %s/%s, not the primary of %s/%s", t.addr, st.Role, st.Function, st.Session, t.function, t.session)
 	}
 	if err != nil {
 		sc.Close()
 		return nil, err
 	}
-	return &pullConn{sc: sc, addr: addr, function: function, session: session}, nil
+	return sc, nil
 }
 
-// put returns a healthy connection to the idle list, and closes the
-// connections idle for longer than pullIdleTimeout.
-func (p *puller) put(pc *pullConn) {
-	now := time.Now()
-	pc.lastUsed = now
-	p.mu.Lock()
-	if p.closed || len(p.idle[pc.addr]) >= p.maxIdle {
-		p.mu.Unlock()
-		pc.sc.Close()
-		return
-	}
-	p.idle[pc.addr] = append(p.idle[pc.addr], pc)
-	var stale []*pullConn
-	if now.After(p.nextSweep) {
-		p.nextSweep = now.Add(pullIdleTimeout / 2)
-		stale = p.sweepLocked(now.Add(-pullIdleTimeout))
-	}
-	p.mu.Unlock()
-	closeConns(stale)
-}
-
-// sweepLocked removes the idle connections last used before cutoff.
-func (p *puller) sweepLocked(cutoff time.Time) []*pullConn {
-	var stale []*pullConn
-	for addr, list := range p.idle {
-		i := 0
-		for i < len(list) && list[i].lastUsed.Before(cutoff) {
-			i++
-		}
-		stale = append(stale, list[:i]...)
-		if i == len(list) {
-			delete(p.idle, addr)
-		} else if i > 0 {
-			p.idle[addr] = append(list[:0], list[i:]...)
-		}
-	}
-	return stale
-}
-
-// forget closes the idle connections to addr, after one of them failed.
+// forget drops the pools of addr, after a connection to it failed.
 func (p *puller) forget(addr string) {
 	p.mu.Lock()
-	list := p.idle[addr]
-	delete(p.idle, addr)
+	var gone []*wire.SyncPool
+	for t, pool := range p.pools {
+		if t.addr == addr {
+			gone = append(gone, pool)
+			delete(p.pools, t)
+		}
+	}
 	p.mu.Unlock()
-	closeConns(list)
+	for _, pool := range gone {
+		pool.Close()
+	}
 }
 
 // close closes the idle connections; busy ones close when returned.
@@ -283,16 +240,10 @@ func (p *puller) close() {
 	}
 	p.mu.Lock()
 	p.closed = true
-	idle := p.idle
-	p.idle = nil
+	pools := p.pools
+	p.pools = nil
 	p.mu.Unlock()
-	for _, list := range idle {
-		closeConns(list)
-	}
-}
-
-func closeConns(list []*pullConn) {
-	for _, pc := range list {
-		pc.sc.Close()
+	for _, pool := range pools {
+		pool.Close()
 	}
 }
