@@ -23,6 +23,7 @@ import (
 
 	"github.com/xfaas/xfaas/driver/shim"
 	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/containerid"
 )
 
 // killWait bounds how long the driver waits for a killed container's exit.
@@ -253,22 +254,7 @@ func stateDir(cfg *drivers.TaskConfig) string {
 }
 
 // containerID names the container after its allocation and task.
-func containerID(cfg *drivers.TaskConfig) string {
-	id := strings.ReplaceAll(cfg.AllocID, "-", "")
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return "c-" + id + "-" + sanitize(cfg.Name)
-}
-
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == ' ' {
-			return '_'
-		}
-		return r
-	}, s)
-}
+func containerID(cfg *drivers.TaskConfig) string { return containerid.Nomad(cfg.AllocID, cfg.Name) }
 
 // createGroup creates the container's cgroup, sized for max_workers workers.
 func (d *Driver) createGroup(conf Config, cfg *drivers.TaskConfig, tc *TaskConfig) (*cgroup.Group, error) {
@@ -276,7 +262,7 @@ func (d *Driver) createGroup(conf Config, cfg *drivers.TaskConfig, tc *TaskConfi
 	if err != nil {
 		return nil, err
 	}
-	g := h.Group(path.Join(conf.CgroupParent, cfg.AllocID+"."+sanitize(cfg.Name)))
+	g := h.Group(path.Join(conf.CgroupParent, cfg.AllocID+"."+containerid.SafeName(cfg.Name)))
 	if err := g.Create(containerResources(tc)); err != nil {
 		d.removeGroup(g)
 		return nil, fmt.Errorf("create container cgroup: %w", err)

@@ -10,6 +10,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/internal/containerid"
 )
 
 // BenchmarkCluster measures, through the control plane running as a Nomad
@@ -140,7 +141,7 @@ func (e *Env) waitUnclaimed(b *testing.B, want int) {
 		}
 		free := 0
 		for _, en := range entries {
-			if !claimed[placement.NomadContainerID(en.Service.Meta["alloc"], en.Service.Meta["task"])] {
+			if !claimed[containerid.Nomad(en.Service.Meta["alloc"], en.Service.Meta["task"])] {
 				free++
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/internal/containerid"
 	"github.com/xfaas/xfaas/internal/nomadtest"
 )
 
@@ -43,7 +44,7 @@ func poolHealthy(t *testing.T, env *Env) {
 	running := env.RunningContainers(t)
 	for _, e := range entries {
 		s := e.Service
-		id := placement.NomadContainerID(s.Meta["alloc"], s.Meta["task"])
+		id := containerid.Nomad(s.Meta["alloc"], s.Meta["task"])
 		if _, ok := running[id]; !ok {
 			t.Errorf("pool service %s (container %s) has no running allocation", s.ID, id)
 		}

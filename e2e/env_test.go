@@ -17,6 +17,7 @@ import (
 	"github.com/xfaas/xfaas/controlplane/client"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/internal/consultest"
+	"github.com/xfaas/xfaas/internal/containerid"
 	"github.com/xfaas/xfaas/internal/hint"
 	"github.com/xfaas/xfaas/internal/nomadtest"
 	"github.com/xfaas/xfaas/internal/testbin"
@@ -158,23 +159,7 @@ func (f *Function) MustInvoke(t testing.TB, label, body string) client.Response 
 
 // AllocOf returns the allocation running container, or nil.
 func (e *Env) AllocOf(t testing.TB, container string) *nomadapi.AllocationListStub {
-	t.Helper()
-	allocs, _, err := e.Nomad.Client.Allocations().List(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range allocs {
-		// The servers know the task states only once the client reported.
-		if placement.NomadContainerID(a.ID, "proxy") == container {
-			return a
-		}
-		for task := range a.TaskStates {
-			if placement.NomadContainerID(a.ID, task) == container {
-				return a
-			}
-		}
-	}
-	return nil
+	return e.Nomad.AllocOf(t, container)
 }
 
 // RunningContainers returns the containers of running allocations of the
@@ -191,7 +176,7 @@ func (e *Env) RunningContainers(t testing.TB) map[string]string {
 			continue
 		}
 		for task := range a.TaskStates {
-			out[placement.NomadContainerID(a.ID, task)] = a.ID
+			out[containerid.Nomad(a.ID, task)] = a.ID
 		}
 	}
 	return out

@@ -18,6 +18,8 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/xfaas/xfaas/internal/containerid"
 )
 
 // Defaults of NomadOptions.
@@ -166,22 +168,6 @@ func NewNomad(opts NomadOptions) (*Nomad, error) {
 	return n, nil
 }
 
-// NomadContainerID is the container id the xfaas driver gives the task of
-// an allocation (driver.containerID; the proxy reports it in its status).
-func NomadContainerID(allocID, task string) string {
-	id := strings.ReplaceAll(allocID, "-", "")
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	task = strings.Map(func(r rune) rune {
-		if r == '/' || r == ' ' {
-			return '_'
-		}
-		return r
-	}, task)
-	return "c-" + id + "-" + task
-}
-
 // Nodes reports the ready, eligible Nomad nodes whose xfaas driver is
 // healthy, with the claims of every replica and their unclaimed pool.
 func (n *Nomad) Nodes(ctx context.Context) ([]Node, error) {
@@ -311,7 +297,7 @@ func claimOf(s *consulapi.AgentService) *nomadClaim {
 	if alloc == "" || task == "" || s.Address == "" || s.Port == 0 {
 		return nil
 	}
-	return &nomadClaim{Container: NomadContainerID(alloc, task), Node: s.Meta["node"], Alloc: alloc,
+	return &nomadClaim{Container: containerid.Nomad(alloc, task), Node: s.Meta["node"], Alloc: alloc,
 		Addr: "tcp://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))}
 }
 

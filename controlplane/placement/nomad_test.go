@@ -13,7 +13,6 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
-	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/internal/consultest"
@@ -169,29 +168,8 @@ func checkServes(t *testing.T, c placement.Container) {
 	}
 }
 
-// allocOf finds the allocation of a container by its id.
-func allocOf(t *testing.T, c *nomadCluster, id string) *nomadapi.AllocationListStub {
-	t.Helper()
-	allocs, _, err := c.nomad.Client.Allocations().List(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range allocs {
-		// The servers know the task states only once the client reported.
-		if placement.NomadContainerID(a.ID, "proxy") == id {
-			return a
-		}
-		for task := range a.TaskStates {
-			if placement.NomadContainerID(a.ID, task) == id {
-				return a
-			}
-		}
-	}
-	return nil
-}
-
 func jobExists(t *testing.T, c *nomadCluster, ct placement.Container) bool {
-	a := allocOf(t, c, ct.ID)
+	a := c.nomad.AllocOf(t, ct.ID)
 	return a != nil && strings.HasPrefix(a.JobID, placement.DefaultJobPrefix)
 }
 
@@ -208,7 +186,7 @@ func release(t *testing.T, c *nomadCluster, b1, b2 *placement.Nomad, hits []plac
 	}
 	for _, h := range hits {
 		poll(t, 30*time.Second, func() bool {
-			a := allocOf(t, c, h.ID)
+			a := c.nomad.AllocOf(t, h.ID)
 			return a == nil || a.ClientStatus == "complete"
 		}, func() string { return fmt.Sprintf("allocation of %s did not end", h.ID) })
 	}

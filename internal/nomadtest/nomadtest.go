@@ -25,6 +25,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/containerid"
 	"github.com/xfaas/xfaas/internal/testbin"
 )
 
@@ -410,4 +411,26 @@ func ProxyPID(container string) int {
 		}
 	}
 	return 0
+}
+
+// AllocOf returns the allocation whose task runs container, or nil. The
+// servers know an allocation's task names only once its client reported,
+// so the pool's task name, "proxy", is tried first.
+func (a *Agent) AllocOf(t testing.TB, container string) *nomadapi.AllocationListStub {
+	t.Helper()
+	allocs, _, err := a.Client.Allocations().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, al := range allocs {
+		if containerid.Nomad(al.ID, "proxy") == container {
+			return al
+		}
+		for task := range al.TaskStates {
+			if containerid.Nomad(al.ID, task) == container {
+				return al
+			}
+		}
+	}
+	return nil
 }
