@@ -277,6 +277,9 @@ func TestDestroyTaskRemovesCgroup(t *testing.T) {
 }
 
 // WaitTask gives the exit code of a container that exits by itself.
+// A fake proxy (a script) stands in here only because the real one never
+// chooses its exit code: WaitTask must deliver any code the container ends
+// with, and again to a second caller.
 func TestWaitTaskExitCode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -313,12 +316,13 @@ exit 3
 func TestStartTaskExitBeforeReady(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.config.ProxyPath = fakeProxy(t, "echo 'no module here' >&2\nexit 7\n")
+	// The real proxy, told to serve a module that is not there, exits
+	// before it is ready.
 	_, h := e.driver()
-	task := e.task(h, &TaskConfig{}, false)
+	task := e.task(h, &TaskConfig{ExtraArgs: []string{"--module", "/nonexistent/module.wasm"}}, false)
 	_, _, err := h.StartTask(task)
-	if err == nil || !strings.Contains(err.Error(), "exit code 7") || !strings.Contains(err.Error(), "no module here") {
-		t.Fatalf("StartTask = %v; want the exit code and stderr", err)
+	if err == nil || !strings.Contains(err.Error(), "exit code 1") || !strings.Contains(err.Error(), "/nonexistent/module.wasm") {
+		t.Fatalf("StartTask = %v; want the exit code and the proxy's stderr", err)
 	}
 	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
