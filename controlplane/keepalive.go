@@ -135,13 +135,7 @@ func (s *Scheduler) keepAlive() {
 			go s.forget(ns)
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
-			defer cancel()
-			_, _ = s.retire(ctx, ns, "idle")
-		}()
+		s.retireAsync(ns, "idle")
 	}
 }
 
@@ -198,16 +192,21 @@ func (s *Scheduler) Upgrade(f *Function) {
 		if ns.fn.Name != f.Name || ns.fn.Version >= f.Version {
 			continue
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
-			defer cancel()
-			if _, err := s.retire(ctx, ns, "upgrade"); err != nil && !errors.Is(err, errNotActive) {
-				s.log.Error("session not moved to the new version", "function", f.Name, "session", ns.session, "error", err)
-			}
-		}()
+		s.retireAsync(ns, "upgrade")
 	}
+}
+
+// retireAsync retires ns in the background, bounded by StartTimeout; the
+// scheduler's Close waits for it. A failure leaves the namespace active
+// (retire says why in the log).
+func (s *Scheduler) retireAsync(ns *namespace, reason string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
+		defer cancel()
+		_, _ = s.retire(ctx, ns, reason)
+	}()
 }
 
 // retireAll checkpoints every namespace this control plane owns, at

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/internal/containerid"
+	"github.com/xfaas/xfaas/internal/testbin"
 )
 
 // BenchmarkCluster measures, through the control plane running as a Nomad
@@ -94,7 +95,7 @@ func (e *Env) evict(b *testing.B, fn *Function, session string) {
 // waitInFlight waits until the session's primary runs a request.
 func (e *Env) waitInFlight(b *testing.B, fn *Function, session string) {
 	b.Helper()
-	poll(b, 10*time.Second, func() bool {
+	testbin.Poll(b, 10*time.Second, func() bool {
 		ss, err := e.API.Sessions(context.Background(), fn.Name)
 		if err != nil {
 			return false
@@ -113,7 +114,7 @@ func (e *Env) scalePool(b *testing.B, count int) {
 	b.Helper()
 	var out []byte
 	// Refused while the job's deployment runs.
-	poll(b, 60*time.Second, func() bool {
+	testbin.Poll(b, 60*time.Second, func() bool {
 		var err error
 		out, err = e.Nomad.Command("job", "scale", "-detach", "xfaas-pool", "pool", fmt.Sprint(count)).CombinedOutput()
 		return err == nil
@@ -125,7 +126,7 @@ func (e *Env) scalePool(b *testing.B, count int) {
 // has claimed.
 func (e *Env) waitUnclaimed(b *testing.B, want int) {
 	b.Helper()
-	poll(b, 60*time.Second, func() bool {
+	testbin.Poll(b, 60*time.Second, func() bool {
 		entries, _, err := e.Consul.Client.Health().Service(placement.DefaultService, "", true,
 			&consulapi.QueryOptions{Filter: `Service.Meta.role == "pool" and Service.Meta.job == "xfaas-pool"`})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/internal/containerid"
 	"github.com/xfaas/xfaas/internal/nomadtest"
+	"github.com/xfaas/xfaas/internal/testbin"
 )
 
 // TestCluster runs xfaas on real nomad, consul and NATS, with the jobspecs
@@ -41,13 +42,17 @@ func TestCluster(t *testing.T) {
 // service passes its check, with the meta of DESIGN.md.
 func poolHealthy(t *testing.T, env *Env) {
 	entries := env.WaitPool(t, env.PoolSize)
-	running := env.RunningContainers(t)
 	for _, e := range entries {
 		s := e.Service
 		id := containerid.Nomad(s.Meta["alloc"], s.Meta["task"])
-		if _, ok := running[id]; !ok {
-			t.Errorf("pool service %s (container %s) has no running allocation", s.ID, id)
-		}
+		// A container's check can pass before the servers learn, from the
+		// client's next report, that its allocation runs.
+		testbin.Poll(t, 10*time.Second, func() bool {
+			_, ok := env.RunningContainers(t)[id]
+			return ok
+		}, func() string {
+			return fmt.Sprintf("pool service %s (container %s) has no running allocation", s.ID, id)
+		})
 		if s.Meta["role"] != "pool" || s.Meta["node"] == "" || s.Address != "127.0.0.1" || s.Port == 0 {
 			t.Errorf("pool service %+v", s)
 		}
@@ -79,7 +84,7 @@ func primaryInConsul(t *testing.T, env *Env, fn *Function, container string) {
 	r := fn.MustInvoke(t, "alice", "get")
 	q := &consulapi.QueryOptions{Filter: fmt.Sprintf(`Service.Meta.function == %q and Service.Meta.session == %q and Service.Meta.role == "primary"`, fn.Name, r.SessionID)}
 	var found []*consulapi.ServiceEntry
-	poll(t, 15*time.Second, func() bool {
+	testbin.Poll(t, 15*time.Second, func() bool {
 		var err error
 		found, _, err = env.Consul.Client.Health().Service(placement.DefaultService, "", true, q)
 		return err == nil && len(found) == 1
@@ -112,7 +117,7 @@ func allocStats(t *testing.T, env *Env, container string) {
 		t.Fatalf("no allocation runs %s", container)
 	}
 	var last string
-	poll(t, 20*time.Second, func() bool {
+	testbin.Poll(t, 20*time.Second, func() bool {
 		st, err := env.Nomad.Client.Allocations().Stats(&nomadapi.Allocation{ID: a.ID}, nil)
 		if err != nil || st.ResourceUsage == nil {
 			last = fmt.Sprint(err)
@@ -154,7 +159,7 @@ func secondaries(t *testing.T, env *Env) {
 		// A container serves as soon as its proxy is ready; the servers
 		// learn that its allocation runs when the client next reports.
 		var a *nomadapi.AllocationListStub
-		poll(t, 10*time.Second, func() bool {
+		testbin.Poll(t, 10*time.Second, func() bool {
 			a = env.AllocOf(t, c)
 			return a != nil && a.ClientStatus == "running"
 		}, func() string { return fmt.Sprintf("container %s (%s) is not a running allocation: %+v", c, role, a) })
@@ -189,7 +194,7 @@ func killPrimary(t *testing.T, env *Env, fn *Function) {
 	// A request already on its way to the container when it dies fails
 	// (503: whether it ran is unknown); the control plane learns of the
 	// loss from Nomad and drops the session's dead primary.
-	poll(t, 30*time.Second, func() bool {
+	testbin.Poll(t, 30*time.Second, func() bool {
 		ss, err := env.API.Sessions(context.Background(), fn.Name)
 		if err != nil {
 			return false
@@ -211,7 +216,7 @@ func killPrimary(t *testing.T, env *Env, fn *Function) {
 	}
 	t.Logf("loss noticed after %s, restored after %s on %s", noticed.Round(time.Millisecond),
 		time.Since(start).Round(time.Millisecond), r.Container)
-	poll(t, 30*time.Second, func() bool {
+	testbin.Poll(t, 30*time.Second, func() bool {
 		a := env.AllocOf(t, primary)
 		return a == nil || a.ClientStatus == "failed"
 	}, func() string { return "the killed container's allocation did not fail" })
@@ -247,7 +252,7 @@ func restartNomad(t *testing.T, env *Env, fn *Function) {
 	}
 	waitAcked := func(n int64) {
 		target := acked.Load() + n
-		poll(t, 30*time.Second, func() bool { return acked.Load() >= target }, func() string { return "the load stalled" })
+		testbin.Poll(t, 30*time.Second, func() bool { return acked.Load() >= target }, func() string { return "the load stalled" })
 	}
 	waitAcked(20)
 	env.Nomad.Stop(t)
@@ -265,7 +270,7 @@ func restartNomad(t *testing.T, env *Env, fn *Function) {
 	}
 	// Every container is still running, in the same process, and Nomad
 	// says so once its client has reattached.
-	poll(t, 30*time.Second, func() bool {
+	testbin.Poll(t, 30*time.Second, func() bool {
 		after := env.RunningContainers(t)
 		for c, alloc := range before {
 			if after[c] != alloc {

@@ -74,7 +74,7 @@ func Start(t testing.TB, opts EnvOptions) *Env {
 	env.APIAddr = "http://127.0.0.1:" + strconv.Itoa(port)
 	env.API = client.New(env.APIAddr, "")
 	env.WaitPool(t, opts.PoolSize)
-	poll(t, 60*time.Second, func() bool {
+	testbin.Poll(t, 60*time.Second, func() bool {
 		resp, err := http.Get(env.APIAddr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -94,7 +94,7 @@ func Start(t testing.TB, opts EnvOptions) *Env {
 func (e *Env) WaitPool(t testing.TB, want int) []*consulapi.ServiceEntry {
 	t.Helper()
 	var got []*consulapi.ServiceEntry
-	poll(t, 60*time.Second, func() bool {
+	testbin.Poll(t, 60*time.Second, func() bool {
 		var err error
 		got, _, err = e.Consul.Client.Health().Service(placement.DefaultService, "", true,
 			&consulapi.QueryOptions{Filter: `Service.Meta.role == "pool" and Service.Meta.job == "xfaas-pool"`})
@@ -180,16 +180,4 @@ func (e *Env) RunningContainers(t testing.TB) map[string]string {
 		}
 	}
 	return out
-}
-
-// poll calls ok until it is true or the deadline passes.
-func poll(t testing.TB, timeout time.Duration, ok func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -61,7 +61,7 @@ func (c *nomadCluster) waitPool(t *testing.T, b placement.Backend, want int) pla
 	t.Helper()
 	var last []placement.Node
 	var err error
-	poll(t, 60*time.Second, func() bool {
+	testbin.Poll(t, 60*time.Second, func() bool {
 		last, err = b.Nodes(context.Background())
 		return err == nil && len(last) == 1 && last[0].Name == c.node && last[0].Pool == want
 	}, func() string {
@@ -185,7 +185,7 @@ func release(t *testing.T, c *nomadCluster, b1, b2 *placement.Nomad, hits []plac
 		}
 	}
 	for _, h := range hits {
-		poll(t, 30*time.Second, func() bool {
+		testbin.Poll(t, 30*time.Second, func() bool {
 			a := c.nomad.AllocOf(t, h.ID)
 			return a == nil || a.ClientStatus == "complete"
 		}, func() string { return fmt.Sprintf("allocation of %s did not end", h.ID) })
@@ -237,7 +237,7 @@ func lost(t *testing.T, c *nomadCluster, b *placement.Nomad) {
 		t.Fatalf("%s killed, not reported lost", ct.ID)
 	}
 	kv := c.consul.Client.KV()
-	poll(t, 10*time.Second, func() bool {
+	testbin.Poll(t, 10*time.Second, func() bool {
 		p, _, err := kv.Get(placement.DefaultClaimPrefix+ct.ID, nil)
 		return err == nil && p == nil
 	}, func() string { return "the lost container's claim is still there" })
@@ -250,7 +250,7 @@ func closeBackend(t *testing.T, c *nomadCluster, b *placement.Nomad, othersClaim
 	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, func() bool {
+	testbin.Poll(t, 30*time.Second, func() bool {
 		jobs, _, err := c.nomad.Client.Jobs().List(nil)
 		if err != nil {
 			return false
@@ -273,17 +273,5 @@ func closeBackend(t *testing.T, c *nomadCluster, b *placement.Nomad, othersClaim
 	}
 	if j, _, err := c.nomad.Client.Jobs().Info(placement.DefaultPoolJob, nil); err != nil || j.Stop != nil && *j.Stop {
 		t.Fatalf("pool job after Close: %v", err)
-	}
-}
-
-// poll calls ok until it is true or the deadline passes.
-func poll(t *testing.T, timeout time.Duration, ok func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Root is the repository root, two folders above this file.
@@ -158,4 +159,17 @@ func (b *Log) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Poll calls ok every 20 ms until it is true, or fails t after timeout
+// with msg().
+func Poll(t testing.TB, timeout time.Duration, ok func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, msg())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

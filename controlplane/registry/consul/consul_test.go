@@ -20,6 +20,7 @@ import (
 	"github.com/xfaas/xfaas/controlplane/registry/consul"
 	"github.com/xfaas/xfaas/controlplane/registry/registrytest"
 	"github.com/xfaas/xfaas/internal/consultest"
+	"github.com/xfaas/xfaas/internal/testbin"
 )
 
 // fastCheck makes checks turn passing within about a second: Consul's
@@ -266,7 +267,7 @@ func unixTTL(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
 func waitCheck(t *testing.T, c *api.Client, id, status string) {
 	t.Helper()
 	var last string
-	poll(t, 10*time.Second, func() bool {
+	testbin.Poll(t, 10*time.Second, func() bool {
 		checks, err := c.Agent().Checks()
 		if err != nil {
 			t.Fatal(err)
@@ -302,7 +303,7 @@ func findPrimary(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
 	// The health API, passing only, filtered on Meta.
 	q := &api.QueryOptions{Filter: `Service.Meta.function == "counter" and Service.Meta.session == "alice" and Service.Meta.role == "primary"`}
 	var found []*api.ServiceEntry
-	poll(t, 10*time.Second, func() bool {
+	testbin.Poll(t, 10*time.Second, func() bool {
 		var err error
 		if found, _, err = agent.Client.Health().Service(consul.DefaultService, "", true, q); err != nil {
 			t.Fatal(err)
@@ -321,7 +322,7 @@ func findPrimary(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
 	const name = "primary-counter-alice." + consul.DefaultService + ".service.consul."
 	var srvs []*net.SRV
 	var lookupErr error
-	poll(t, 10*time.Second, func() bool {
+	testbin.Poll(t, 10*time.Second, func() bool {
 		_, srvs, lookupErr = res.LookupSRV(ctx, "", "", name)
 		return lookupErr == nil && len(srvs) == 1
 	}, func() string { return fmt.Sprintf("SRV %s = %v, %v", name, srvs, lookupErr) })
@@ -339,23 +340,11 @@ func findPrimary(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
 	if found, _, err := agent.Client.Health().Service(consul.DefaultService, "", false, q); err != nil || len(found) != 0 {
 		t.Fatalf("after deregister: %d entries, %v", len(found), err)
 	}
-	poll(t, 10*time.Second, func() bool {
+	testbin.Poll(t, 10*time.Second, func() bool {
 		_, srvs, lookupErr = res.LookupSRV(ctx, "", "", name)
 		var dnsErr *net.DNSError
 		return errors.As(lookupErr, &dnsErr) && dnsErr.IsNotFound
 	}, func() string { return fmt.Sprintf("SRV %s after deregister = %v, %v", name, srvs, lookupErr) })
-}
-
-// poll calls ok until it is true or the deadline passes.
-func poll(t *testing.T, timeout time.Duration, ok func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestNewValidates(t *testing.T) {
