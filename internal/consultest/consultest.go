@@ -126,23 +126,7 @@ func start(t testing.TB, bin string) (*Agent, error) {
 // waitReady polls until there is a leader and the agent's node is in the
 // catalog, so services registered next sync at once.
 func (a *Agent) waitReady() error {
-	deadline := time.Now().Add(startTimeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		if lastErr = a.ready(); lastErr == nil {
-			return nil
-		}
-		select {
-		case <-a.done:
-			return fmt.Errorf("consul agent exited during start: %v", a.cmd.ProcessState)
-		case <-tick.C:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("consul agent not ready after %s: %w", startTimeout, lastErr)
-		}
-	}
+	return testbin.WaitReady("consul agent", a.done, startTimeout, a.ready)
 }
 
 func (a *Agent) ready() error {

@@ -166,21 +166,7 @@ func (a *Agent) start() error {
 
 // waitReady polls until the agent leads and its node runs the xfaas driver.
 func (a *Agent) waitReady(done chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	var lastErr error
-	for {
-		if lastErr = a.ready(); lastErr == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			return errors.New("nomad agent exited during start")
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nomad agent not ready after %s: %w", startTimeout, lastErr)
-		}
-	}
+	return testbin.WaitReady("nomad agent", done, startTimeout, a.ready)
 }
 
 func (a *Agent) ready() error {

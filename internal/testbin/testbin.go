@@ -173,3 +173,24 @@ func Poll(t testing.TB, timeout time.Duration, ok func() bool, msg func() string
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// WaitReady calls ready every 50 ms until it returns nil, the process
+// ends (exited is closed) or timeout passes; the error names what (the
+// agent's name) and ready's last error.
+func WaitReady(what string, exited <-chan struct{}, timeout time.Duration, ready func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited during start (last check: %v)", what, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s: %w", what, timeout, err)
+		}
+	}
+}
