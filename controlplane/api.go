@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,10 +26,6 @@ const (
 	HeaderNode      = "X-Xfaas-Node"
 	HeaderSessionID = "X-Xfaas-Session-Id"
 )
-
-// functionName is the form of function names: they appear in NATS subjects,
-// Consul meta and bucket keys.
-var functionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -151,7 +146,7 @@ func (s *Server) Deploy(ctx context.Context, name string, module, config []byte,
 }
 
 func (s *Server) deploy(ctx context.Context, name string, module, config []byte, hintKey string) (*Function, error) {
-	if !functionName.MatchString(name) {
+	if !fnconfig.ValidFunctionName(name) {
 		return nil, apierror.New(apierror.BadRequest, "function names are 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit")
 	}
 	if len(module) > s.cfg.MaxModuleBytes {

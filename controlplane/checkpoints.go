@@ -3,10 +3,8 @@ package controlplane
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,29 +17,13 @@ import (
 // checkpointed sessions of a function, and a deleted function's
 // checkpoints and logs.
 type checkpointIndex struct {
-	js jetstream.JetStream
-
-	mu  sync.Mutex
-	obj jetstream.ObjectStore
-}
-
-func (ci *checkpointIndex) store(ctx context.Context) (jetstream.ObjectStore, error) {
-	ci.mu.Lock()
-	defer ci.mu.Unlock()
-	if ci.obj == nil {
-		obj, err := ci.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: proxy.CheckpointBucket,
-			Description: "xfaas session checkpoints", Storage: jetstream.FileStorage})
-		if err != nil {
-			return nil, fmt.Errorf("open the checkpoint store: %w", err)
-		}
-		ci.obj = obj
-	}
-	return ci.obj, nil
+	js      jetstream.JetStream
+	durable *proxy.CheckpointStore
 }
 
 // sessions returns the checkpointed sessions of fn.
 func (ci *checkpointIndex) sessions(ctx context.Context, fn string) ([]SessionInfo, error) {
-	obj, err := ci.store(ctx)
+	obj, err := ci.durable.Open(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +51,7 @@ func (ci *checkpointIndex) sessions(ctx context.Context, fn string) ([]SessionIn
 // remove deletes the checkpoints and session logs of a deleted function,
 // so that a function created later under its name starts empty.
 func (ci *checkpointIndex) remove(ctx context.Context, fn string) error {
-	obj, err := ci.store(ctx)
+	obj, err := ci.durable.Open(ctx)
 	if err != nil {
 		return err
 	}

@@ -42,34 +42,49 @@ type CheckpointInfo struct {
 // tier, so that the session can be restored on any node. See RATIONALE.md,
 // "Checkpoints".
 type checkpoints struct {
-	dir string              // the node's checkpoint directory; "" for none
-	js  jetstream.JetStream // nil without NATS
-	log hclog.Logger
-
-	mu  sync.Mutex
-	obj jetstream.ObjectStore // opened on first use
+	dir     string           // the node's checkpoint directory; "" for none
+	durable *CheckpointStore // nil without NATS
+	log     hclog.Logger
 }
 
 func (cs *checkpoints) path(function, session string) string {
 	return filepath.Join(cs.dir, function, session+".ckpt")
 }
 
-// store opens the durable tier, or returns nil without NATS.
-func (cs *checkpoints) store(ctx context.Context) (jetstream.ObjectStore, error) {
-	if cs.js == nil {
-		return nil, nil
-	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.obj == nil {
-		obj, err := cs.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: CheckpointBucket,
+// CheckpointStore is the durable tier, the JetStream object store
+// CheckpointBucket, opened (created if missing, with the one configuration
+// every container and control plane uses) on first use.
+type CheckpointStore struct {
+	js jetstream.JetStream
+
+	mu  sync.Mutex
+	obj jetstream.ObjectStore
+}
+
+// NewCheckpointStore returns the durable tier reached through js.
+func NewCheckpointStore(js jetstream.JetStream) *CheckpointStore { return &CheckpointStore{js: js} }
+
+// Open returns the object store, opening it the first time.
+func (s *CheckpointStore) Open(ctx context.Context) (jetstream.ObjectStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.obj == nil {
+		obj, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: CheckpointBucket,
 			Description: "xfaas session checkpoints", Storage: jetstream.FileStorage})
 		if err != nil {
 			return nil, fmt.Errorf("open the checkpoint store: %w", err)
 		}
-		cs.obj = obj
+		s.obj = obj
 	}
-	return cs.obj, nil
+	return s.obj, nil
+}
+
+// store opens the durable tier, or returns nil without NATS.
+func (cs *checkpoints) store(ctx context.Context) (jetstream.ObjectStore, error) {
+	if cs.durable == nil {
+		return nil, nil
+	}
+	return cs.durable.Open(ctx)
 }
 
 // save writes ck to the node's directory and to the durable tier.

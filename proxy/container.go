@@ -120,7 +120,8 @@ func New(opts Options) *Container {
 	c := &Container{opts: opts, log: opts.Logger.With("container", opts.ID), started: time.Now(), metrics: reg}
 	c.ckpts = &checkpoints{dir: opts.CheckpointDir, log: c.log}
 	if opts.NATS != nil {
-		c.ckpts.js, _ = jetstream.New(opts.NATS) // fails only on bad options
+		js, _ := jetstream.New(opts.NATS) // fails only on bad options
+		c.ckpts.durable = NewCheckpointStore(js)
 		// Open the durable tier while the container waits in the pool, so
 		// a ColdSession's restore does not pay for it.
 		go func() {
