@@ -213,6 +213,7 @@ func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) 
 		Function: b.Function, Session: b.Session,
 		MaxWorkers: b.Config.MaxWorkers, MaxQueue: c.opts.MaxQueue, IdleTimeout: c.opts.IdleTimeout,
 		Timeout: b.Config.Timeout(), NewAccessor: newAccessor, Placer: placer, Logger: c.log,
+		pull: nb.pull,
 	})
 	if err != nil {
 		return nil, err
@@ -283,9 +284,6 @@ func (c *Container) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	b := c.bound()
 	if b == nil {
 		return nil, apierror.New(apierror.Unavailable, "container %s is not bound to a session", c.opts.ID)
-	}
-	if b.pull != nil {
-		ctx = withPuller(ctx, b.pull)
 	}
 	start := time.Now()
 	out, err := b.pool.Invoke(ctx, input)

@@ -37,6 +37,7 @@ type call struct {
 	state     Accessor
 	maxOutput int
 	logf      func(level int32, msg []byte)
+	pull      *puller // pull_state; nil without depends_on
 
 	output []byte
 	// outputErr is set when set_output refused an output past the limit, and
@@ -192,7 +193,7 @@ func pullState(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = hostcall.Status(abi.ErrInvalid)
 		return
 	}
-	val, present, err := pullerOf(ctx).pull(ctx, fn, session, key)
+	val, present, err := c.pull.pull(ctx, fn, session, key)
 	switch {
 	case err != nil:
 		stack[0] = c.fail(err)

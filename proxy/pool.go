@@ -49,6 +49,10 @@ type PoolOptions struct {
 	// goroutine.
 	Placer ThreadPlacer
 	Logger hclog.Logger
+
+	// pull serves the workers' pull_state calls (functions with
+	// depends_on); nil refuses them.
+	pull *puller
 }
 
 func (o *PoolOptions) fill() error {

@@ -88,18 +88,6 @@ func newPuller(ctx context.Context, deps []string, resolver Resolver, maxIdle in
 	return p, nil
 }
 
-type pullerKey struct{}
-
-// withPuller gives the host functions of a request its container's puller.
-func withPuller(ctx context.Context, p *puller) context.Context {
-	return context.WithValue(ctx, pullerKey{}, p)
-}
-
-func pullerOf(ctx context.Context) *puller {
-	p, _ := ctx.Value(pullerKey{}).(*puller)
-	return p
-}
-
 // pull reads key in mode 0 from the primary of session of function fn. The
 // errors are state errors, so that state.Code gives the ABI status.
 func (p *puller) pull(ctx context.Context, fn, session, key []byte) ([]byte, bool, error) {

@@ -40,7 +40,7 @@ func cappedSleep(ns int64) { time.Sleep(min(time.Duration(ns), maxSleep)) }
 // instance's start-up (a Go guest's runtime init) is charged to its cgroup.
 func (p *Pool) newWorker(ctx context.Context, sl *slot) (*worker, error) {
 	w := &worker{slot: sl, acc: p.opts.NewAccessor()}
-	w.c = call{session: p.opts.Session, function: p.opts.Function, maxOutput: p.opts.MaxOutput, logf: p.guestLogf}
+	w.c = call{session: p.opts.Session, function: p.opts.Function, maxOutput: p.opts.MaxOutput, logf: p.guestLogf, pull: p.opts.pull}
 	stdout := &guestLog{logf: p.guestLogf, level: abi.LevelInfo}
 	w.stderr = &guestLog{logf: p.guestLogf, level: abi.LevelWarn}
 	cfg := wazero.NewModuleConfig().
