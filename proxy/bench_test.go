@@ -71,12 +71,12 @@ func BenchmarkFork(b *testing.B) {
 			var samples []time.Duration
 			for b.Loop() {
 				start := time.Now()
-				w, err := f.pool.newWorker(ctx, nil)
+				w, err := f.pool.newWorker(ctx, nil, false)
 				if err != nil {
 					b.Fatal(err)
 				}
 				samples = append(samples, time.Since(start))
-				w.close()
+				w.close(false)
 			}
 			b.ReportMetric(float64(p50(samples).Microseconds()), "p50-µs/fork")
 		})
@@ -98,7 +98,7 @@ func BenchmarkWorkerMemory(b *testing.B) {
 				var linear int64
 				workers := make([]*worker, 0, n)
 				for range n {
-					w, err := f.pool.newWorker(ctx, nil)
+					w, err := f.pool.newWorker(ctx, nil, false)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -110,7 +110,7 @@ func BenchmarkWorkerMemory(b *testing.B) {
 				b.ReportMetric(float64(linear)/n/1024, "linear-KiB/worker")
 				b.ReportMetric(float64(rss1-rss0)/n/1024, "rss-KiB/worker")
 				for _, w := range workers {
-					w.close()
+					w.close(false)
 				}
 			}
 		})

@@ -361,6 +361,41 @@ func (s *remoteSet) closeAll() {
 	s.all = nil
 }
 
+// TakeWire gives an invocation connection to a worker slot, which answers
+// req and serves the connection's later requests from its own thread
+// (wire.TakeHandler). It declines without slots (no CPU limits), with
+// durability "log" (an answer then waits for the log, which a slot must not
+// do) and when every slot owns a connection already: the wire server then
+// serves the connection itself.
+func (c *Container) TakeWire(conn *wire.Conn, req wire.Request) bool {
+	if req.Method() != methodInvoke {
+		return false
+	}
+	b := c.bound()
+	if b == nil || b.journal != nil {
+		return false
+	}
+	return b.pool.adopt(conn, req, func(sl *slot, req wire.Request) ([]byte, error) {
+		if req.Method() != methodInvoke {
+			return c.ServeWire(context.Background(), conn, req.Method(), req.Payload)
+		}
+		input, timeout, err := decodeInvoke(req.Payload)
+		if err != nil {
+			return nil, apierror.New(apierror.BadRequest, "%v", err)
+		}
+		ctx := context.Background()
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		start := time.Now()
+		out, err := b.pool.invokeOn(sl, ctx, input)
+		b.m.observe(start, err)
+		return out, err
+	})
+}
+
 // ServeWire serves the container's wire protocol.
 func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8, payload []byte) ([]byte, error) {
 	switch method {

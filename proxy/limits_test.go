@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
 // testLimits returns cgroup limits on a fresh container group that this
@@ -89,5 +93,85 @@ func TestSpinningFunctionIsHeldToItsQuota(t *testing.T) {
 		if s.Throttled == 0 {
 			t.Errorf("worker %d was never throttled", i)
 		}
+	}
+}
+
+// TestSlotsServeTheirConnections drives a CPU-limited container over the
+// wire the way the control plane does: each invocation connection is taken
+// over by a worker slot, which serves it from its own thread. More
+// connections than slots fall back to the wire server; a timeout discards
+// the worker and the next request forks a new one on the same slot; the
+// in-process path shares the workers; closing ends every connection.
+func TestSlotsServeTheirConnections(t *testing.T) {
+	c, cl := startContainer(t, Options{CacheDir: compileCache, Limits: testLimits(t)})
+	cfg := fnconfig.Default()
+	cfg.MaxWorkers = 3
+	cfg.TimeoutMS = 300
+	ctx := context.Background()
+	if err := cl.Bind(ctx, Binding{Function: "f", Session: "s", Role: RolePrimary, Config: cfg, Module: testwasm.Bytes(t, "test/spin")}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Status().Limits.Enforced {
+		t.Fatal("worker limits are not enforced")
+	}
+	other, err := Dial(ctx, cl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 6 { // twice the slots: three connections are served by the wire server
+		wg.Go(func() {
+			for i := range 200 {
+				in := "0"
+				if i%50 == 7 {
+					in = "bad" // a function error: the worker stays
+				}
+				out, err := other.Invoke(ctx, []byte(in))
+				if in == "bad" {
+					if apierror.KindOf(err) != apierror.FunctionError {
+						t.Errorf("connection %d: invoke %q: %v; want a function error", g, in, err)
+					}
+					continue
+				}
+				if err != nil || string(out) != "1" {
+					t.Errorf("connection %d: invoke %q = %q, %v", g, in, out, err)
+					return
+				}
+			}
+		})
+	}
+	for range 50 { // the in-process path borrows the same workers
+		if out, err := c.Invoke(ctx, []byte("0")); err != nil || string(out) != "1" {
+			t.Errorf("local invoke = %q, %v", out, err)
+		}
+	}
+	wg.Wait()
+	if n := c.Status().Workers.SlotConns; n != 3 {
+		t.Errorf("slots serve %d connections; want all 3 slots to own one", n)
+	}
+	// Connections that end free their slots for new ones.
+	other.Close()
+	waitUntil(t, "slots to let their connections go", func() bool { return c.Status().Workers.SlotConns == 0 })
+	// A timeout discards the worker that ran it; its slot forks a new one.
+	for range 3 {
+		if _, err := cl.Invoke(ctx, []byte("1000")); apierror.KindOf(err) != apierror.Timeout {
+			t.Fatalf("spin past the deadline: err = %v; want a timeout", err)
+		}
+		if out, err := cl.Invoke(ctx, []byte("0")); err != nil || string(out) != "1" {
+			t.Fatalf("after a timeout: %q, %v", out, err)
+		}
+	}
+	st := c.Status()
+	if st.Workers.Discards < 3 {
+		t.Errorf("discards = %d; want ≥ 3", st.Workers.Discards)
+	}
+	if st.Workers.SlotConns != 1 {
+		t.Errorf("slots serve %d connections; want the one in use", st.Workers.SlotConns)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Invoke(ctx, []byte("closed")); err == nil {
+		t.Error("invoke after close succeeded")
 	}
 }

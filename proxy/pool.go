@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"github.com/xfaas/xfaas/internal/abi"
 	"github.com/xfaas/xfaas/internal/apierror"
@@ -97,6 +95,7 @@ type Pool struct {
 	idle   []*worker // LIFO: the warmest worker is last
 	live   int       // idle + busy + being forked; always MaxWorkers - len(free)
 	free   []*slot   // slots without a worker (nil entries when unlimited)
+	slots  []*slot   // every slot (none when unlimited)
 	queue  []*waiter // FIFO, including waiters that gave up (gone)
 	queued int       // waiters in queue that are neither gone nor granted
 	closed bool
@@ -138,13 +137,14 @@ func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
 	p.free = make([]*slot, opts.MaxWorkers)
 	if opts.Placer != nil {
 		for i := range p.free {
-			sl, err := startSlot(i, opts.Placer, &p.stopped)
+			sl, err := startSlot(p, i, opts.Placer, &p.stopped)
 			if err != nil {
 				p.stopSlots()
 				p.stopped.Wait()
 				return nil, fmt.Errorf("start worker slot %d: %w", i, err)
 			}
 			p.free[i] = sl
+			p.slots = append(p.slots, sl)
 		}
 	}
 	p.stopped.Add(1)
@@ -168,7 +168,7 @@ func (p *Pool) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	p.stats.inflight.Add(1)
 	out, healthy, err := w.invoke(ctx, input)
 	p.stats.inflight.Add(-1)
-	p.release(w, healthy)
+	p.release(w, healthy, false)
 	return out, err
 }
 
@@ -188,7 +188,7 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 	if p.live < p.opts.MaxWorkers {
 		sl := p.takeSlotLocked()
 		p.mu.Unlock()
-		return p.fork(ctx, sl)
+		return p.forkOn(ctx, sl, false)
 	}
 	if p.queued >= p.opts.MaxQueue {
 		p.mu.Unlock()
@@ -242,13 +242,13 @@ func (p *Pool) granted(ctx context.Context, g grant) (*worker, error) {
 	if g.w != nil {
 		return g.w, nil
 	}
-	return p.fork(ctx, g.sl)
+	return p.forkOn(ctx, g.sl, false)
 }
 
 // pass returns an unused grant: a worker goes back, a place is freed.
 func (p *Pool) pass(g grant) {
 	if g.w != nil {
-		p.release(g.w, true)
+		p.release(g.w, true, false)
 		return
 	}
 	p.mu.Lock()
@@ -270,37 +270,30 @@ func (p *Pool) takeSlotLocked() *slot {
 func (p *Pool) freeSlotLocked(sl *slot) {
 	p.live--
 	p.free = append(p.free, sl)
-	p.handOffLocked(nil)
-}
-
-// fork instantiates a worker on sl (Fork in the paper's terms).
-func (p *Pool) fork(ctx context.Context, sl *slot) (*worker, error) {
-	start := time.Now()
-	w, err := p.newWorker(ctx, sl)
-	if err != nil {
-		p.mu.Lock()
-		p.freeSlotLocked(sl)
-		p.mu.Unlock()
-		return nil, err
+	if !p.handOffLocked(nil) {
+		p.wakeLocked(sl)
 	}
-	p.stats.forks.Add(1)
-	p.stats.forkNanos.Add(uint64(time.Since(start)))
-	return w, nil
 }
 
 // release returns w to the pool, or discards it when it is unhealthy.
-func (p *Pool) release(w *worker, healthy bool) {
+// onSlot says the caller is w's slot thread. A discarded worker closes
+// before its slot is freed: a closing pool stops its free slots.
+func (p *Pool) release(w *worker, healthy, onSlot bool) {
 	w.lastUsed = time.Now()
 	p.mu.Lock()
 	if !healthy || p.closed {
 		p.stats.discards.Add(1)
+		p.mu.Unlock()
+		w.close(onSlot)
+		p.mu.Lock()
+		p.dropLocked(w)
 		p.freeSlotLocked(w.slot)
 		p.mu.Unlock()
-		w.close()
 		return
 	}
 	if !p.handOffLocked(w) {
 		p.idle = append(p.idle, w)
+		p.wakeLocked(w.slot)
 	}
 	p.mu.Unlock()
 }
@@ -341,7 +334,7 @@ func (p *Pool) trimLoop() {
 			return
 		case <-tick.C:
 			for _, w := range p.trimmable() {
-				w.close()
+				w.close(false)
 			}
 		}
 	}
@@ -356,6 +349,7 @@ func (p *Pool) trimmable() []*worker {
 	for len(p.idle) > 1 && p.idle[0].lastUsed.Before(cutoff) {
 		w := p.idle[0]
 		p.idle = p.idle[1:]
+		p.dropLocked(w)
 		p.live--
 		p.free = append(p.free, w.slot)
 		p.stats.trims.Add(1) // nobody can be queued while a worker is idle
@@ -376,6 +370,9 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
+	for _, w := range idle {
+		p.dropLocked(w)
+	}
 	p.live -= len(idle)
 	p.free = append(p.free, slotsOf(idle)...)
 	for _, wt := range p.queue {
@@ -388,7 +385,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Unlock()
 	close(p.stop)
 	for _, w := range idle {
-		w.close()
+		w.close(false)
 	}
 	for {
 		p.mu.Lock()
@@ -417,10 +414,15 @@ func slotsOf(ws []*worker) []*slot {
 }
 
 func (p *Pool) stopSlots() {
-	for _, sl := range p.free {
-		if sl != nil {
-			close(sl.jobs)
-		}
+	for _, sl := range p.slots {
+		sl.stop()
+	}
+}
+
+// dropLocked forgets w as its slot's worker: it is closing.
+func (p *Pool) dropLocked(w *worker) {
+	if w.slot != nil && w.slot.w == w {
+		w.slot.w = nil
 	}
 }
 
@@ -436,42 +438,4 @@ func (p *Pool) guestLogf(level int32, msg []byte) {
 	default:
 		p.log.Info("guest", args...)
 	}
-}
-
-// slot is where a worker runs when CPU limits are enforced: a goroutine
-// locked to an OS thread that sits in slot i's cgroup. Slots outlive
-// workers, so a Fork never pays for a thread or a cgroup write.
-type slot struct {
-	jobs chan func()
-	done chan struct{}
-}
-
-func startSlot(i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, error) {
-	sl := &slot{jobs: make(chan func()), done: make(chan struct{})}
-	ready := make(chan error)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// Never unlocked, so that no other goroutine runs in the worker's
-		// cgroup. The thread leaves the cgroup before the goroutine ends: Go
-		// keeps a locked main thread alive instead of ending it.
-		runtime.LockOSThread()
-		tid := unix.Gettid()
-		if err := placer.PlaceThread(i, tid); err != nil {
-			ready <- err
-			return
-		}
-		ready <- nil
-		for fn := range sl.jobs {
-			fn()
-			sl.done <- struct{}{}
-		}
-		_ = placer.ReturnThread(i, tid)
-	}()
-	return sl, <-ready
-}
-
-func (s *slot) run(fn func()) {
-	s.jobs <- fn
-	<-s.done
 }

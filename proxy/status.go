@@ -43,12 +43,20 @@ type PoolStatus struct {
 	Discards  uint64 `json:"discards"`
 	Trims     uint64 `json:"trims"`
 	Overloads uint64 `json:"overloads"`
+	// SlotConns is how many invocation connections worker slots serve
+	// themselves (RATIONALE.md, "Workers and cgroups").
+	SlotConns int `json:"slot_connections"`
 }
 
 // Status reports the pool's counters.
 func (p *Pool) Status() PoolStatus {
 	p.mu.Lock()
 	s := PoolStatus{Max: p.opts.MaxWorkers, Live: p.live, Idle: len(p.idle), Queued: p.queued}
+	for _, sl := range p.slots {
+		if sl.owned {
+			s.SlotConns++
+		}
+	}
 	p.mu.Unlock()
 	s.InFlight = p.stats.inflight.Load()
 	s.Requests, s.Forks = p.stats.requests.Load(), p.stats.forks.Load()

@@ -37,8 +37,9 @@ const maxSleep = 50 * time.Millisecond
 func cappedSleep(ns int64) { time.Sleep(min(time.Duration(ns), maxSleep)) }
 
 // newWorker instantiates m. It runs on the worker's slot so that the
-// instance's start-up (a Go guest's runtime init) is charged to its cgroup.
-func (p *Pool) newWorker(ctx context.Context, sl *slot) (*worker, error) {
+// instance's start-up (a Go guest's runtime init) is charged to its cgroup;
+// onSlot says the caller is that slot's thread.
+func (p *Pool) newWorker(ctx context.Context, sl *slot, onSlot bool) (*worker, error) {
 	w := &worker{slot: sl, acc: p.opts.NewAccessor()}
 	w.c = call{session: p.opts.Session, function: p.opts.Function, maxOutput: p.opts.MaxOutput, logf: p.guestLogf, pull: p.opts.pull}
 	stdout := &guestLog{logf: p.guestLogf, level: abi.LevelInfo}
@@ -53,12 +54,17 @@ func (p *Pool) newWorker(ctx context.Context, sl *slot) (*worker, error) {
 		WithSysNanotime().
 		WithNanosleep(cappedSleep)
 	var err error
-	w.exec(func() {
+	start := func() {
 		w.inst, err = p.engine.rt.InstantiateModule(ctx, p.module.compiled, cfg)
 		if err == nil && p.module.init {
 			_, err = w.inst.ExportedFunction("_initialize").Call(ctx)
 		}
-	})
+	}
+	if onSlot {
+		start()
+	} else {
+		w.exec(start)
+	}
 	if err != nil {
 		if w.inst != nil {
 			w.inst.Close(context.Background())
@@ -89,15 +95,21 @@ func (w *worker) exec(fn func()) {
 	w.slot.run(fn)
 }
 
-// invoke runs handle() for one request. healthy is false when the instance
-// must not serve again (it trapped, exited or was stopped by its deadline).
+// invoke runs handle() for one request on the worker's slot thread (or
+// inline without a slot). healthy is false when the instance must not serve
+// again (it trapped, exited or was stopped by its deadline).
 func (w *worker) invoke(ctx context.Context, input []byte) (output []byte, healthy bool, err error) {
+	w.exec(func() { output, healthy, err = w.run(ctx, input) })
+	return output, healthy, err
+}
+
+// run is invoke on the calling goroutine, which must be the worker's slot
+// when it has one.
+func (w *worker) run(ctx context.Context, input []byte) (output []byte, healthy bool, err error) {
 	c := &w.c
 	c.input, c.state, c.output, c.outputErr, c.outputOK, c.stateErr = input, w.acc, nil, nil, false, nil
 	w.stderr.reset()
-	cctx := withCall(ctx, c)
-	var callErr error
-	w.exec(func() { callErr = w.handle.CallWithStack(cctx, w.stack[:]) })
+	callErr := w.handle.CallWithStack(withCall(ctx, c), w.stack[:])
 	w.acc.End() // abort open sections: applies nothing of them, releases locks
 	c.input, c.state = nil, nil
 	if callErr != nil {
@@ -142,6 +154,12 @@ func functionError(rc int32, c *call) error {
 	return apierror.New(apierror.FunctionError, "%s", msg)
 }
 
-func (w *worker) close() {
+// close closes the instance on its slot. onSlot says the caller is the
+// slot's own thread, where it closes inline.
+func (w *worker) close(onSlot bool) {
+	if onSlot {
+		w.inst.Close(context.Background())
+		return
+	}
 	w.exec(func() { w.inst.Close(context.Background()) })
 }

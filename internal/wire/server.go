@@ -29,6 +29,7 @@ func (f HandlerFunc) ServeWire(ctx context.Context, conn *Conn, method uint8, pa
 // what must happen when it ends.
 type Conn struct {
 	nc  net.Conn
+	r   *bufio.Reader
 	wmu sync.Mutex
 
 	mu      sync.Mutex
@@ -69,17 +70,23 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // function has run.
 func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Conn{nc: nc}
+	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	var handlers sync.WaitGroup
-	r := bufio.NewReaderSize(nc, 64<<10)
 	for {
-		hdr, payload, err := readFrame(r)
+		hdr, payload, err := readFrame(c.r)
 		if err != nil || hdr.kind == kindResponse {
 			break
 		}
 		if hdr.kind == kindRequest && hdr.status&flagInline != 0 {
+			if th, ok := h.(TakeHandler); ok && th.TakeWire(c, Request{hdr: hdr, Payload: payload}) {
+				// The taker answers this request and serves the rest.
+				stop() // before cancel, which would close nc
+				cancel()
+				handlers.Wait()
+				return
+			}
 			resp, err := h.ServeWire(ctx, c, hdr.method, payload)
 			c.respond(hdr, resp, err)
 			continue
@@ -97,6 +104,10 @@ func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
 	nc.Close()
 	cancel()
 	handlers.Wait()
+	c.runClosers()
+}
+
+func (c *Conn) runClosers() {
 	c.mu.Lock()
 	closers := c.closers
 	c.closers = nil

@@ -1,0 +1,380 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/wire"
+)
+
+// slot is where a worker runs when CPU limits are enforced: a goroutine
+// locked to an OS thread that sits in slot i's cgroup. Slots outlive
+// workers, so a Fork never pays for a thread or a cgroup write.
+//
+// A slot runs the jobs posted to it (a fork, a request that took its
+// worker from the pool, a close), and it may also own one invocation
+// connection taken over from the wire server: it then waits in poll(2) for
+// either, and serves the connection's requests itself with read(2) and
+// writev(2). Such a request wakes the thread that runs it and nothing else;
+// a posted job costs a wake-up there and another back (RATIONALE.md,
+// "Workers and cgroups").
+type slot struct {
+	pool *Pool
+	efd  int // eventfd: jobs were posted, or the slot must stop
+
+	mu      sync.Mutex
+	jobs    []slotJob
+	stopped bool
+
+	// Guarded by Pool.mu.
+	w       *worker // the worker that lives on this slot, idle or busy
+	owned   bool    // a connection was given to this slot (stream, below)
+	waiting bool    // the slot waits to claim its worker (Pool.claim)
+
+	// The slot thread's own.
+	stream   *wire.Stream
+	serve    func(*slot, wire.Request) ([]byte, error)
+	readable bool // poll(2) saw the stream's socket ready
+}
+
+type slotJob struct {
+	fn   func()
+	done chan struct{} // run: closed after fn
+}
+
+func startSlot(p *Pool, i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	sl := &slot{pool: p, efd: efd}
+	ready := make(chan error)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer unix.Close(efd)
+		// Never unlocked, so that no other goroutine runs in the worker's
+		// cgroup. The thread leaves the cgroup before the goroutine ends: Go
+		// keeps a locked main thread alive instead of ending it.
+		runtime.LockOSThread()
+		tid := unix.Gettid()
+		if err := placer.PlaceThread(i, tid); err != nil {
+			ready <- err
+			return
+		}
+		ready <- nil
+		sl.loop()
+		_ = placer.ReturnThread(i, tid)
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return sl, nil
+}
+
+// run runs fn on the slot's thread and returns when it has.
+func (s *slot) run(fn func()) {
+	done := make(chan struct{})
+	s.post(slotJob{fn: fn, done: done})
+	<-done
+}
+
+func (s *slot) post(j slotJob) {
+	s.mu.Lock()
+	s.jobs = append(s.jobs, j)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// stop ends the slot once it has run the jobs posted before.
+func (s *slot) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *slot) signal() {
+	var one [8]byte // the eventfd adds this native-endian 1
+	binary.NativeEndian.PutUint64(one[:], 1)
+	for {
+		if _, err := unix.Write(s.efd, one[:]); err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// runJobs runs the jobs posted so far, one at a time: a job may wait on
+// the slot for a later one (invokeOn). It reports whether it ran any and
+// whether the slot must stop.
+func (s *slot) runJobs() (ran, stopped bool) {
+	for {
+		s.mu.Lock()
+		if len(s.jobs) == 0 {
+			stopped = s.stopped
+			s.mu.Unlock()
+			return ran, stopped
+		}
+		j := s.jobs[0]
+		s.jobs[0] = slotJob{}
+		s.jobs = s.jobs[1:]
+		s.mu.Unlock()
+		j.fn()
+		if j.done != nil {
+			close(j.done)
+		}
+		ran = true
+	}
+}
+
+// loop is the slot thread: jobs first, then the owned connection's
+// requests, then sleep in poll(2) until either has more.
+func (s *slot) loop() {
+	for {
+		ran, stopped := s.runJobs()
+		if stopped {
+			break
+		}
+		if ran {
+			continue
+		}
+		if s.stream != nil && s.readable {
+			s.readable = false
+			s.serveStream()
+			continue
+		}
+		s.readable = s.wait(s.stream != nil, -1)
+	}
+	s.closeStream()
+}
+
+// closeStream closes the owned connection, if any; the slot may then be
+// given another.
+func (s *slot) closeStream() {
+	if s.stream == nil {
+		return
+	}
+	s.stream.Close()
+	s.stream = nil
+	s.pool.mu.Lock()
+	s.owned = false
+	s.pool.mu.Unlock()
+}
+
+// wait sleeps until the slot is signalled (a job was posted, its worker
+// came free, it must stop) or, with stream, the connection has input, for
+// at most timeout milliseconds (-1: no limit). It consumes the signals and
+// reports whether the connection's socket is ready.
+func (s *slot) wait(stream bool, timeout int) bool {
+	fds := [2]unix.PollFd{{Fd: int32(s.efd), Events: unix.POLLIN}}
+	n := 1
+	if stream {
+		fds[1] = unix.PollFd{Fd: int32(s.stream.FD()), Events: unix.POLLIN}
+		n = 2
+	}
+	for {
+		if _, err := unix.Poll(fds[:n], timeout); err != unix.EINTR {
+			break
+		}
+	}
+	if fds[0].Revents != 0 {
+		var v [8]byte
+		_, _ = unix.Read(s.efd, v[:])
+	}
+	return fds[1].Revents != 0
+}
+
+// serveStream serves the requests the connection holds, reading the
+// socket once, and again only to complete a request: a SyncClient sends
+// its next request after the answer, so poll(2) tells when to read again.
+func (s *slot) serveStream() {
+	read := false
+	for {
+		req, ok, err := s.stream.Next()
+		if err == nil && !ok {
+			if read && s.stream.Buffered() == 0 {
+				return
+			}
+			read = true
+			if err = s.stream.Fill(); errors.Is(err, wire.ErrWouldBlock) {
+				return
+			}
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			s.closeStream()
+			return
+		}
+		s.answer(req)
+		if s.stream == nil {
+			return
+		}
+	}
+}
+
+// answer serves one request of the owned connection and writes its answer.
+func (s *slot) answer(req wire.Request) {
+	out, err := s.serve(s, req)
+	if werr := s.stream.Reply(req, out, err); werr != nil {
+		s.closeStream()
+	}
+}
+
+// adopt gives conn, taken over from the wire server, to a slot that owns
+// none, which answers req and then serves the connection until it ends.
+// serve answers one request on the slot's thread. It reports false, and
+// leaves conn to the wire server, when every slot owns a connection.
+func (p *Pool) adopt(conn *wire.Conn, req wire.Request, serve func(*slot, wire.Request) ([]byte, error)) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	var sl *slot
+	for _, c := range p.slots {
+		if !c.owned {
+			sl = c
+			break
+		}
+	}
+	if sl == nil {
+		p.mu.Unlock()
+		return false
+	}
+	sl.owned = true
+	p.mu.Unlock()
+	st, err := conn.Take()
+	if err != nil {
+		p.mu.Lock()
+		sl.owned = false
+		p.mu.Unlock()
+		return false
+	}
+	sl.post(slotJob{fn: func() {
+		sl.stream, sl.serve = st, serve
+		sl.answer(req)
+		sl.readable = true // ServeConn may have read ahead
+	}})
+	return true
+}
+
+// invokeOn runs one request on sl's own worker, from sl's thread: an
+// owned connection's request. While the pool has lent that worker to
+// another request, it runs that request's jobs and waits for the worker to
+// come back (release signals the slot).
+func (p *Pool) invokeOn(sl *slot, ctx context.Context, input []byte) ([]byte, error) {
+	if len(input) > p.opts.MaxInput {
+		return nil, apierror.New(apierror.TooLarge, "input of %d bytes exceeds the %d byte limit", len(input), p.opts.MaxInput)
+	}
+	p.stats.requests.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	var w *worker
+	for {
+		var err error
+		if w, err = p.claim(ctx, sl); err != nil {
+			return nil, err
+		}
+		if w != nil {
+			break
+		}
+		ran, stopped := sl.runJobs()
+		if stopped {
+			p.unclaim(sl)
+			return nil, errShuttingDown
+		}
+		if ran {
+			continue
+		}
+		deadline, _ := ctx.Deadline()
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.unclaim(sl)
+			return nil, queueTimeout(ctx)
+		}
+		_ = sl.wait(false, int(left/time.Millisecond)+1)
+	}
+	p.stats.inflight.Add(1)
+	out, healthy, err := w.run(ctx, input)
+	p.stats.inflight.Add(-1)
+	p.release(w, healthy, true)
+	return out, err
+}
+
+// claim takes sl's worker for a request on sl's thread: the worker if it
+// is idle, a new one forked here if sl has none. It returns nil, and marks
+// sl waiting, while the worker (or the slot, for a fork) is another
+// request's: whoever gives it back signals sl.
+func (p *Pool) claim(ctx context.Context, sl *slot) (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		sl.waiting = false
+		p.mu.Unlock()
+		return nil, errShuttingDown
+	}
+	if w := sl.w; w != nil {
+		for i, iw := range p.idle {
+			if iw == w {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				sl.waiting = false
+				p.mu.Unlock()
+				return w, nil
+			}
+		}
+	} else {
+		for i, f := range p.free {
+			if f == sl {
+				p.free = append(p.free[:i], p.free[i+1:]...)
+				p.live++
+				sl.waiting = false
+				p.mu.Unlock()
+				return p.forkOn(ctx, sl, true)
+			}
+		}
+	}
+	sl.waiting = true
+	p.mu.Unlock()
+	return nil, nil
+}
+
+// unclaim: sl no longer waits for its worker.
+func (p *Pool) unclaim(sl *slot) {
+	p.mu.Lock()
+	sl.waiting = false
+	p.mu.Unlock()
+}
+
+// wakeLocked signals sl if it waits to claim its worker or its place.
+func (p *Pool) wakeLocked(sl *slot) {
+	if sl != nil && sl.waiting {
+		sl.signal()
+	}
+}
+
+// forkOn is fork, with onSlot saying the caller is sl's thread.
+func (p *Pool) forkOn(ctx context.Context, sl *slot, onSlot bool) (*worker, error) {
+	start := time.Now()
+	w, err := p.newWorker(ctx, sl, onSlot)
+	p.mu.Lock()
+	if err != nil {
+		p.freeSlotLocked(sl)
+		p.mu.Unlock()
+		return nil, err
+	}
+	if sl != nil {
+		sl.w = w
+	}
+	p.mu.Unlock()
+	p.stats.forks.Add(1)
+	p.stats.forkNanos.Add(uint64(time.Since(start)))
+	return w, nil
+}
