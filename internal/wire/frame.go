@@ -44,11 +44,8 @@ func (h header) put(b *[headerSize]byte) {
 	binary.BigEndian.PutUint64(b[8:16], h.id)
 }
 
-func readFrame(r *bufio.Reader) (header, []byte, error) {
-	var b [headerSize]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return header{}, nil, err
-	}
+// parseHeader decodes and checks a frame's header.
+func parseHeader(b []byte) (header, error) {
 	h := header{
 		size:   binary.BigEndian.Uint32(b[0:4]),
 		kind:   b[4],
@@ -57,10 +54,22 @@ func readFrame(r *bufio.Reader) (header, []byte, error) {
 		id:     binary.BigEndian.Uint64(b[8:16]),
 	}
 	if h.size > MaxFrame {
-		return header{}, nil, fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrMalformed, h.size, MaxFrame)
+		return header{}, fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrMalformed, h.size, MaxFrame)
 	}
 	if h.kind < kindRequest || h.kind > kindOneWay {
-		return header{}, nil, fmt.Errorf("%w: frame kind %d", ErrMalformed, h.kind)
+		return header{}, fmt.Errorf("%w: frame kind %d", ErrMalformed, h.kind)
+	}
+	return h, nil
+}
+
+func readFrame(r *bufio.Reader) (header, []byte, error) {
+	var b [headerSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return header{}, nil, err
+	}
+	h, err := parseHeader(b[:])
+	if err != nil {
+		return header{}, nil, err
 	}
 	payload := make([]byte, h.size)
 	if _, err := io.ReadFull(r, payload); err != nil {

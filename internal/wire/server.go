@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"sync"
+
+	"github.com/xfaas/xfaas/internal/apierror"
 )
 
 // Handler serves the requests of a connection. ServeWire runs in its own
@@ -118,15 +120,22 @@ func (c *Conn) runClosers() {
 }
 
 func (c *Conn) respond(req header, resp []byte, err error) {
+	h, resp := answerFrame(req, resp, err)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = writeFrame(c.nc, h, resp)
+}
+
+// answerFrame is the answer frame to req: resp, or err, or, when resp is too
+// large to send, an error saying so.
+func answerFrame(req header, resp []byte, err error) (header, []byte) {
 	h := header{kind: kindResponse, method: req.method, id: req.id, status: statusOK}
+	if err == nil && len(resp) > MaxFrame {
+		err = apierror.New(apierror.TooLarge, "wire payload of %d bytes exceeds %d", len(resp), MaxFrame)
+	}
 	if err != nil {
 		h.status, resp = statusError, encodeError(err)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if werr := writeFrame(c.nc, h, resp); werr != nil && err == nil {
-		// The response itself was refused (too large): say so instead.
-		h.status = statusError
-		_ = writeFrame(c.nc, h, encodeError(werr))
-	}
+	h.size = uint32(len(resp))
+	return h, resp
 }

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -86,13 +85,9 @@ func (s *Stream) Next() (req Request, ok bool, err error) {
 	if len(avail) < headerSize {
 		return Request{}, false, nil
 	}
-	var h header
-	h.size = binary.BigEndian.Uint32(avail[0:4])
-	h.kind, h.method = avail[4], avail[5]
-	h.status = binary.BigEndian.Uint16(avail[6:8])
-	h.id = binary.BigEndian.Uint64(avail[8:16])
-	if h.size > MaxFrame {
-		return Request{}, false, fmt.Errorf("%w: frame of %d bytes exceeds %d", ErrMalformed, h.size, MaxFrame)
+	h, err := parseHeader(avail)
+	if err != nil {
+		return Request{}, false, err
 	}
 	if h.kind != kindRequest || h.status&flagInline == 0 {
 		return Request{}, false, fmt.Errorf("%w: frame kind %d on a taken connection", ErrMalformed, h.kind)
@@ -145,13 +140,7 @@ func (s *Stream) Fill() error {
 
 // Reply answers req, waiting in poll(2) while the socket's buffer is full.
 func (s *Stream) Reply(req Request, resp []byte, err error) error {
-	h := header{kind: kindResponse, method: req.hdr.method, id: req.hdr.id, status: statusOK}
-	if err != nil {
-		h.status, resp = statusError, encodeError(err)
-	} else if len(resp) > MaxFrame {
-		h.status, resp = statusError, encodeError(fmt.Errorf("wire payload of %d bytes exceeds %d", len(resp), MaxFrame))
-	}
-	h.size = uint32(len(resp))
+	h, resp := answerFrame(req.hdr, resp, err)
 	var b [headerSize]byte
 	h.put(&b)
 	s.c.wmu.Lock()
