@@ -24,14 +24,18 @@ import (
 // either, and serves the connection's requests itself with read(2) and
 // writev(2). Such a request wakes the thread that runs it and nothing else;
 // a posted job costs a wake-up there and another back (RATIONALE.md,
-// "Workers and cgroups").
+// "Workers and cgroups"). A slot without a connection waits on a channel
+// instead: a thread blocked in a system call keeps its P until sysmon
+// takes it back, a goroutine blocked on a channel gives it up at once.
 type slot struct {
 	pool *Pool
-	efd  int // eventfd: jobs were posted, or the slot must stop
+	efd  int           // eventfd: a signal while the slot is in poll(2)
+	wake chan struct{} // a signal otherwise; one pending at most
 
 	mu      sync.Mutex
 	jobs    []slotJob
 	stopped bool
+	polling bool // the slot is (about to be) in poll(2)
 
 	// Guarded by Pool.mu.
 	w       *worker // the worker that lives on this slot, idle or busy
@@ -54,7 +58,7 @@ func startSlot(p *Pool, i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, 
 	if err != nil {
 		return nil, err
 	}
-	sl := &slot{pool: p, efd: efd}
+	sl := &slot{pool: p, efd: efd, wake: make(chan struct{}, 1)}
 	ready := make(chan error)
 	wg.Add(1)
 	go func() {
@@ -89,19 +93,39 @@ func (s *slot) run(fn func()) {
 func (s *slot) post(j slotJob) {
 	s.mu.Lock()
 	s.jobs = append(s.jobs, j)
+	polling := s.polling
 	s.mu.Unlock()
-	s.signal()
+	s.signal(polling)
 }
 
 // stop ends the slot once it has run the jobs posted before.
 func (s *slot) stop() {
 	s.mu.Lock()
 	s.stopped = true
+	polling := s.polling
 	s.mu.Unlock()
-	s.signal()
+	s.signal(polling)
 }
 
-func (s *slot) signal() {
+// notify signals the slot (its worker or its place came free).
+func (s *slot) notify() {
+	s.mu.Lock()
+	polling := s.polling
+	s.mu.Unlock()
+	s.signal(polling)
+}
+
+// signal wakes the slot: always through the channel, which keeps one
+// pending signal for a slot not waiting yet, and through the eventfd too
+// when the slot polls.
+func (s *slot) signal(polling bool) {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	if !polling {
+		return
+	}
 	var one [8]byte // the eventfd adds this native-endian 1
 	binary.NativeEndian.PutUint64(one[:], 1)
 	for {
@@ -150,7 +174,11 @@ func (s *slot) loop() {
 			s.serveStream()
 			continue
 		}
-		s.readable = s.wait(s.stream != nil, -1)
+		if s.stream == nil {
+			<-s.wake
+			continue
+		}
+		s.readable = s.poll()
 	}
 	s.closeStream()
 }
@@ -168,19 +196,25 @@ func (s *slot) closeStream() {
 	s.pool.mu.Unlock()
 }
 
-// wait sleeps until the slot is signalled (a job was posted, its worker
-// came free, it must stop) or, with stream, the connection has input, for
-// at most timeout milliseconds (-1: no limit). It consumes the signals and
-// reports whether the connection's socket is ready.
-func (s *slot) wait(stream bool, timeout int) bool {
-	fds := [2]unix.PollFd{{Fd: int32(s.efd), Events: unix.POLLIN}}
-	n := 1
-	if stream {
-		fds[1] = unix.PollFd{Fd: int32(s.stream.FD()), Events: unix.POLLIN}
-		n = 2
+// poll sleeps in poll(2) until the slot is signalled or the connection
+// has input. It reports whether the connection's socket is ready.
+func (s *slot) poll() bool {
+	s.mu.Lock()
+	s.polling = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.polling = false
+		s.mu.Unlock()
+	}()
+	select {
+	case <-s.wake: // a signal from before polling was set
+		return false
+	default:
 	}
+	fds := [2]unix.PollFd{{Fd: int32(s.efd), Events: unix.POLLIN}, {Fd: int32(s.stream.FD()), Events: unix.POLLIN}}
 	for {
-		if _, err := unix.Poll(fds[:n], timeout); err != unix.EINTR {
+		if _, err := unix.Poll(fds[:], -1); err != unix.EINTR {
 			break
 		}
 	}
@@ -301,7 +335,12 @@ func (p *Pool) invokeOn(sl *slot, ctx context.Context, input []byte) ([]byte, er
 			p.unclaim(sl)
 			return nil, queueTimeout(ctx)
 		}
-		_ = sl.wait(false, int(left/time.Millisecond)+1)
+		t := time.NewTimer(left)
+		select {
+		case <-sl.wake:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	p.stats.inflight.Add(1)
 	out, healthy, err := w.run(ctx, input)
@@ -356,7 +395,7 @@ func (p *Pool) unclaim(sl *slot) {
 // wakeLocked signals sl if it waits to claim its worker or its place.
 func (p *Pool) wakeLocked(sl *slot) {
 	if sl != nil && sl.waiting {
-		sl.signal()
+		sl.notify()
 	}
 }
 
