@@ -268,9 +268,11 @@ func (s *slot) answer(req wire.Request) {
 // serve answers one request on the slot's thread. It reports false, and
 // leaves conn to the wire server, when every slot owns a connection.
 func (p *Pool) adopt(conn *wire.Conn, req wire.Request, serve func(*slot, wire.Request) ([]byte, error)) bool {
+	// All under p.mu: Close stops the slots only after it marked the pool
+	// closed, so a job posted here runs before its slot stops.
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return false
 	}
 	var sl *slot
@@ -281,18 +283,13 @@ func (p *Pool) adopt(conn *wire.Conn, req wire.Request, serve func(*slot, wire.R
 		}
 	}
 	if sl == nil {
-		p.mu.Unlock()
+		return false
+	}
+	st, err := conn.Take()
+	if err != nil {
 		return false
 	}
 	sl.owned = true
-	p.mu.Unlock()
-	st, err := conn.Take()
-	if err != nil {
-		p.mu.Lock()
-		sl.owned = false
-		p.mu.Unlock()
-		return false
-	}
 	sl.post(slotJob{fn: func() {
 		sl.stream, sl.serve = st, serve
 		sl.answer(req)
