@@ -101,7 +101,8 @@ func TestSpinningFunctionIsHeldToItsQuota(t *testing.T) {
 // over by a worker slot, which serves it from its own thread. More
 // connections than slots fall back to the wire server; a timeout discards
 // the worker and the next request forks a new one on the same slot; the
-// in-process path shares the workers; closing ends every connection.
+// in-process path shares the workers; closing lets a running request
+// finish and ends every connection.
 func TestSlotsServeTheirConnections(t *testing.T) {
 	c, cl := startContainer(t, Options{CacheDir: compileCache, Limits: testLimits(t)})
 	cfg := fnconfig.Default()
@@ -168,10 +169,20 @@ func TestSlotsServeTheirConnections(t *testing.T) {
 	if st.Workers.SlotConns != 1 {
 		t.Errorf("slots serve %d connections; want the one in use", st.Workers.SlotConns)
 	}
+	// Close lets a request running on a slot's connection finish.
+	running := make(chan error, 1)
+	go func() {
+		_, err := cl.Invoke(ctx, []byte("150"))
+		running <- err
+	}()
+	waitUntil(t, "the request to run", func() bool { return c.Status().Workers.InFlight == 1 })
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Invoke(ctx, []byte("closed")); err == nil {
+	if err := <-running; err != nil {
+		t.Errorf("request running at close: %v; want it to finish", err)
+	}
+	if _, err := cl.Invoke(ctx, []byte("0")); err == nil {
 		t.Error("invoke after close succeeded")
 	}
 }
