@@ -279,3 +279,30 @@ func countProxies(t *testing.T, data string) int {
 	out, _ := exec.Command("pgrep", "-f", "proxy --listen unix://"+data).Output()
 	return len(strings.Fields(string(out)))
 }
+
+// The dev control plane takes half the CPUs unless told otherwise, by the
+// flag first, then by $GOMAXPROCS; a negative --procs is refused.
+func TestDevProcs(t *testing.T) {
+	for _, c := range []struct {
+		flag   int
+		envVar string
+		now    int
+		want   int
+	}{
+		{0, "", 2, 1},
+		{0, "", 1, 1},
+		{0, "", 8, 4},
+		{0, "", 7, 3},
+		{0, "2", 2, 2}, // the runtime already applied $GOMAXPROCS
+		{3, "2", 2, 3},
+		{1, "", 8, 1},
+	} {
+		if got := devProcs(c.flag, c.envVar, c.now); got != c.want {
+			t.Errorf("devProcs(%d, %q, %d) = %d; want %d", c.flag, c.envVar, c.now, got, c.want)
+		}
+	}
+	out, err := exec.Command(xfaasBin, "dev", "--procs", "-1", "--data", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--procs must not be negative") {
+		t.Errorf("xfaas dev --procs -1: %v, %q; want a refusal", err, out)
+	}
+}
