@@ -379,36 +379,41 @@ func (c *Container) TakeWire(conn *wire.Conn, req wire.Request) bool {
 		if req.Method() != methodInvoke {
 			return c.ServeWire(context.Background(), conn, req.Method(), req.Payload)
 		}
-		input, timeout, err := decodeInvoke(req.Payload)
+		ctx, cancel, input, err := invokeRequest(context.Background(), req.Payload)
 		if err != nil {
-			return nil, apierror.New(apierror.BadRequest, "%v", err)
+			return nil, err
 		}
-		ctx := context.Background()
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
+		defer cancel()
 		start := time.Now()
-		out, err := b.pool.invokeOn(sl, ctx, input)
+		out, err := b.pool.invoke(ctx, input, sl)
 		b.m.observe(start, err)
 		return out, err
 	})
+}
+
+// invokeRequest decodes an invoke request's payload and bounds ctx by the
+// timeout the caller sent, if any.
+func invokeRequest(ctx context.Context, payload []byte) (context.Context, context.CancelFunc, []byte, error) {
+	input, timeout, err := decodeInvoke(payload)
+	if err != nil {
+		return nil, nil, nil, apierror.New(apierror.BadRequest, "%v", err)
+	}
+	if timeout <= 0 {
+		return ctx, func() {}, input, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return ctx, cancel, input, nil
 }
 
 // ServeWire serves the container's wire protocol.
 func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8, payload []byte) ([]byte, error) {
 	switch method {
 	case methodInvoke:
-		input, timeout, err := decodeInvoke(payload)
+		ctx, cancel, input, err := invokeRequest(ctx, payload)
 		if err != nil {
-			return nil, apierror.New(apierror.BadRequest, "%v", err)
+			return nil, err
 		}
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
+		defer cancel()
 		return c.Invoke(ctx, input)
 	case methodBind:
 		b, err := decodeBinding(payload)

@@ -155,20 +155,33 @@ func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
 // Invoke runs one request on a worker and returns its output. Errors are
 // *apierror.Error values of the kinds in DESIGN.md.
 func (p *Pool) Invoke(ctx context.Context, input []byte) ([]byte, error) {
+	return p.invoke(ctx, input, nil)
+}
+
+// invoke is Invoke, and with sl the request of a connection sl owns, on
+// sl's thread: it then runs on sl's own worker (acquireOn).
+func (p *Pool) invoke(ctx context.Context, input []byte, sl *slot) ([]byte, error) {
 	if len(input) > p.opts.MaxInput {
 		return nil, apierror.New(apierror.TooLarge, "input of %d bytes exceeds the %d byte limit", len(input), p.opts.MaxInput)
 	}
 	p.stats.requests.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	w, err := p.acquire(ctx)
+	var w *worker
+	var err error
+	if sl == nil {
+		w, err = p.acquire(ctx)
+	} else {
+		w, err = p.acquireOn(ctx, sl)
+	}
 	if err != nil {
 		return nil, err
 	}
+	onSlot := sl != nil
 	p.stats.inflight.Add(1)
-	out, healthy, err := w.invoke(ctx, input)
+	out, healthy, err := w.invoke(ctx, input, onSlot)
 	p.stats.inflight.Add(-1)
-	p.release(w, healthy, false)
+	p.release(w, healthy, onSlot)
 	return out, err
 }
 
@@ -188,7 +201,7 @@ func (p *Pool) acquire(ctx context.Context) (*worker, error) {
 	if p.live < p.opts.MaxWorkers {
 		sl := p.takeSlotLocked()
 		p.mu.Unlock()
-		return p.forkOn(ctx, sl, false)
+		return p.fork(ctx, sl, false)
 	}
 	if p.queued >= p.opts.MaxQueue {
 		p.mu.Unlock()
@@ -242,7 +255,7 @@ func (p *Pool) granted(ctx context.Context, g grant) (*worker, error) {
 	if g.w != nil {
 		return g.w, nil
 	}
-	return p.forkOn(ctx, g.sl, false)
+	return p.fork(ctx, g.sl, false)
 }
 
 // pass returns an unused grant: a worker goes back, a place is freed.
@@ -273,6 +286,26 @@ func (p *Pool) freeSlotLocked(sl *slot) {
 	if !p.handOffLocked(nil) {
 		p.wakeLocked(sl)
 	}
+}
+
+// fork instantiates a worker on sl (Fork in the paper's terms) and makes
+// it sl's worker. onSlot says the caller is sl's thread.
+func (p *Pool) fork(ctx context.Context, sl *slot, onSlot bool) (*worker, error) {
+	start := time.Now()
+	w, err := p.newWorker(ctx, sl, onSlot)
+	p.mu.Lock()
+	if err != nil {
+		p.freeSlotLocked(sl)
+		p.mu.Unlock()
+		return nil, err
+	}
+	if sl != nil {
+		sl.w = w
+	}
+	p.mu.Unlock()
+	p.stats.forks.Add(1)
+	p.stats.forkNanos.Add(uint64(time.Since(start)))
+	return w, nil
 }
 
 // release returns w to the pool, or discards it when it is unhealthy.

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/wire"
 )
 
@@ -136,7 +135,7 @@ func (s *slot) signal(polling bool) {
 }
 
 // runJobs runs the jobs posted so far, one at a time: a job may wait on
-// the slot for a later one (invokeOn). It reports whether it ran any and
+// the slot for a later one (acquireOn). It reports whether it ran any and
 // whether the slot must stop.
 func (s *slot) runJobs() (ran, stopped bool) {
 	for {
@@ -298,25 +297,15 @@ func (p *Pool) adopt(conn *wire.Conn, req wire.Request, serve func(*slot, wire.R
 	return true
 }
 
-// invokeOn runs one request on sl's own worker, from sl's thread: an
-// owned connection's request. While the pool has lent that worker to
-// another request, it runs that request's jobs and waits for the worker to
-// come back (release signals the slot).
-func (p *Pool) invokeOn(sl *slot, ctx context.Context, input []byte) ([]byte, error) {
-	if len(input) > p.opts.MaxInput {
-		return nil, apierror.New(apierror.TooLarge, "input of %d bytes exceeds the %d byte limit", len(input), p.opts.MaxInput)
-	}
-	p.stats.requests.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	defer cancel()
-	var w *worker
+// acquireOn returns sl's own worker for a request of the connection sl
+// owns, on sl's thread. While the pool has lent that worker to another
+// request, it runs that request's jobs and waits for the worker to come
+// back (release signals the slot).
+func (p *Pool) acquireOn(ctx context.Context, sl *slot) (*worker, error) {
 	for {
-		var err error
-		if w, err = p.claim(ctx, sl); err != nil {
-			return nil, err
-		}
-		if w != nil {
-			break
+		w, err := p.claim(ctx, sl)
+		if err != nil || w != nil {
+			return w, err
 		}
 		ran, stopped := sl.runJobs()
 		if stopped {
@@ -339,11 +328,6 @@ func (p *Pool) invokeOn(sl *slot, ctx context.Context, input []byte) ([]byte, er
 		}
 		t.Stop()
 	}
-	p.stats.inflight.Add(1)
-	out, healthy, err := w.run(ctx, input)
-	p.stats.inflight.Add(-1)
-	p.release(w, healthy, true)
-	return out, err
 }
 
 // claim takes sl's worker for a request on sl's thread: the worker if it
@@ -373,7 +357,7 @@ func (p *Pool) claim(ctx context.Context, sl *slot) (*worker, error) {
 				p.live++
 				sl.waiting = false
 				p.mu.Unlock()
-				return p.forkOn(ctx, sl, true)
+				return p.fork(ctx, sl, true)
 			}
 		}
 	}
@@ -394,23 +378,4 @@ func (p *Pool) wakeLocked(sl *slot) {
 	if sl != nil && sl.waiting {
 		sl.notify()
 	}
-}
-
-// forkOn is fork, with onSlot saying the caller is sl's thread.
-func (p *Pool) forkOn(ctx context.Context, sl *slot, onSlot bool) (*worker, error) {
-	start := time.Now()
-	w, err := p.newWorker(ctx, sl, onSlot)
-	p.mu.Lock()
-	if err != nil {
-		p.freeSlotLocked(sl)
-		p.mu.Unlock()
-		return nil, err
-	}
-	if sl != nil {
-		sl.w = w
-	}
-	p.mu.Unlock()
-	p.stats.forks.Add(1)
-	p.stats.forkNanos.Add(uint64(time.Since(start)))
-	return w, nil
 }

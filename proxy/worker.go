@@ -54,17 +54,12 @@ func (p *Pool) newWorker(ctx context.Context, sl *slot, onSlot bool) (*worker, e
 		WithSysNanotime().
 		WithNanosleep(cappedSleep)
 	var err error
-	start := func() {
+	w.exec(onSlot, func() {
 		w.inst, err = p.engine.rt.InstantiateModule(ctx, p.module.compiled, cfg)
 		if err == nil && p.module.init {
 			_, err = w.inst.ExportedFunction("_initialize").Call(ctx)
 		}
-	}
-	if onSlot {
-		start()
-	} else {
-		w.exec(start)
-	}
+	})
 	if err != nil {
 		if w.inst != nil {
 			w.inst.Close(context.Background())
@@ -86,25 +81,25 @@ func isContextExit(e *sys.ExitError) bool {
 	return e.ExitCode() == sys.ExitCodeDeadlineExceeded || e.ExitCode() == sys.ExitCodeContextCanceled
 }
 
-// exec runs fn on the worker's slot thread, or inline without a slot.
-func (w *worker) exec(fn func()) {
-	if w.slot == nil {
+// exec runs fn on the worker's slot thread: inline when the caller is that
+// thread (onSlot) or the worker has no slot, else as a job posted to it.
+func (w *worker) exec(onSlot bool, fn func()) {
+	if w.slot == nil || onSlot {
 		fn()
 		return
 	}
 	w.slot.run(fn)
 }
 
-// invoke runs handle() for one request on the worker's slot thread (or
-// inline without a slot). healthy is false when the instance must not serve
-// again (it trapped, exited or was stopped by its deadline).
-func (w *worker) invoke(ctx context.Context, input []byte) (output []byte, healthy bool, err error) {
-	w.exec(func() { output, healthy, err = w.run(ctx, input) })
+// invoke runs handle() for one request on the worker's slot thread.
+// healthy is false when the instance must not serve again (it trapped,
+// exited or was stopped by its deadline).
+func (w *worker) invoke(ctx context.Context, input []byte, onSlot bool) (output []byte, healthy bool, err error) {
+	w.exec(onSlot, func() { output, healthy, err = w.run(ctx, input) })
 	return output, healthy, err
 }
 
-// run is invoke on the calling goroutine, which must be the worker's slot
-// when it has one.
+// run is invoke on the calling goroutine.
 func (w *worker) run(ctx context.Context, input []byte) (output []byte, healthy bool, err error) {
 	c := &w.c
 	c.input, c.state, c.output, c.outputErr, c.outputOK, c.stateErr = input, w.acc, nil, nil, false, nil
@@ -154,12 +149,7 @@ func functionError(rc int32, c *call) error {
 	return apierror.New(apierror.FunctionError, "%s", msg)
 }
 
-// close closes the instance on its slot. onSlot says the caller is the
-// slot's own thread, where it closes inline.
+// close closes the instance on its slot thread.
 func (w *worker) close(onSlot bool) {
-	if onSlot {
-		w.inst.Close(context.Background())
-		return
-	}
-	w.exec(func() { w.inst.Close(context.Background()) })
+	w.exec(onSlot, func() { w.inst.Close(context.Background()) })
 }

@@ -74,9 +74,6 @@ func (c *Conn) Take() (*Stream, error) {
 // FD is the socket, for poll(2). It stays valid until Close.
 func (s *Stream) FD() int { return s.fd }
 
-// Conn is the connection's per-connection state.
-func (s *Stream) Conn() *Conn { return s.c }
-
 // Next returns the next complete request read so far; ok is false when
 // there is none yet (Fill). Only inline requests may arrive on a taken
 // connection: anything else is ErrMalformed.
