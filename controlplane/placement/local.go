@@ -104,22 +104,24 @@ type Local struct {
 	procs   map[string]*proc
 	closing bool
 
-	lost   chan Container
-	kick   chan struct{}
-	stop   chan struct{}
-	filler sync.WaitGroup
-	procWG sync.WaitGroup // one per running process
+	lost     chan Container
+	kick     chan struct{}
+	refilled chan struct{} // closed, and replaced, when a pool refill ends
+	stop     chan struct{}
+	filler   sync.WaitGroup
+	procWG   sync.WaitGroup // one per running process
 }
 
 type localNode struct {
 	name     string
 	pool     []*proc // warm, oldest first
 	claimed  int
-	starting int
+	starting int // containers a claim starts for itself
+	filling  int // containers the filler starts for the pool
 }
 
 // used is what counts against the node's capacity.
-func (n *localNode) used() int { return n.claimed + len(n.pool) + n.starting }
+func (n *localNode) used() int { return n.claimed + len(n.pool) + n.starting + n.filling }
 
 // proc is one container process. claimed and released are guarded by
 // Local.mu.
@@ -144,7 +146,8 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 		return nil, err
 	}
 	l := &Local{opts: opts, log: opts.Logger, procs: map[string]*proc{},
-		lost: make(chan Container, 64), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		lost: make(chan Container, 64), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		refilled: make(chan struct{})}
 	for i := range opts.Nodes {
 		l.nodes = append(l.nodes, &localNode{name: "node-" + strconv.Itoa(i)})
 	}
@@ -219,30 +222,45 @@ func (l *Local) Nodes(context.Context) ([]Node, error) {
 // Claim takes a warm container on node, or starts one on a pool miss.
 func (l *Local) Claim(ctx context.Context, node string) (Container, bool, error) {
 	l.mu.Lock()
-	if l.closing {
-		l.mu.Unlock()
-		return Container{}, false, ErrNoCapacity
-	}
 	n := l.node(node)
 	if n == nil {
 		l.mu.Unlock()
 		return Container{}, false, fmt.Errorf("unknown node %q", node)
 	}
-	for len(n.pool) > 0 {
-		p := n.pool[0]
-		n.pool = n.pool[1:]
-		if isClosed(p.exited) {
-			continue
+	for {
+		if l.closing {
+			l.mu.Unlock()
+			return Container{}, false, ErrNoCapacity
 		}
-		p.claimed = true
-		n.claimed++
+		for len(n.pool) > 0 {
+			p := n.pool[0]
+			n.pool = n.pool[1:]
+			if isClosed(p.exited) {
+				continue
+			}
+			p.claimed = true
+			n.claimed++
+			l.mu.Unlock()
+			l.kickFiller()
+			return p.c, true, nil
+		}
+		if n.used() < l.opts.Capacity {
+			break
+		}
+		if n.filling == 0 {
+			l.mu.Unlock()
+			return Container{}, false, ErrNoCapacity
+		}
+		// The node is full, but a place is a pool container on its way:
+		// that container is this claim's, so wait for it.
+		refilled := l.refilled
 		l.mu.Unlock()
-		l.kickFiller()
-		return p.c, true, nil
-	}
-	if n.used() >= l.opts.Capacity {
-		l.mu.Unlock()
-		return Container{}, false, ErrNoCapacity
+		select {
+		case <-refilled:
+		case <-ctx.Done():
+			return Container{}, false, ctx.Err()
+		}
+		l.mu.Lock()
 	}
 	n.starting++
 	l.mu.Unlock()
@@ -365,8 +383,8 @@ func (l *Local) fill() {
 	l.mu.Lock()
 	var starts []*localNode
 	for _, n := range l.nodes {
-		for len(n.pool)+n.starting < l.opts.PoolSize && n.used() < l.opts.Capacity && !l.closing {
-			n.starting++
+		for len(n.pool)+n.filling < l.opts.PoolSize && n.used() < l.opts.Capacity && !l.closing {
+			n.filling++
 			starts = append(starts, n)
 		}
 	}
@@ -379,7 +397,9 @@ func (l *Local) fill() {
 			p, err := l.spawn(ctx, n)
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			n.starting--
+			n.filling--
+			close(l.refilled) // wakes claims waiting for this place
+			l.refilled = make(chan struct{})
 			if err != nil {
 				l.log.Error("failed to start a pool container", "node", n.name, "error", err)
 				return

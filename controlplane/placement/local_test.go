@@ -107,10 +107,15 @@ func TestPoolMissAndCapacity(t *testing.T) {
 	if _, hit, err := l.Claim(ctx, "node-0"); err != nil || !hit {
 		t.Fatalf("first claim: hit=%v %v", hit, err)
 	}
-	// The refill may take the second place first; either way, two claims
-	// fill the node and the third is refused.
-	if _, _, err := l.Claim(ctx, "node-0"); err != nil {
-		t.Fatalf("second claim: %v", err)
+	// The refill takes the second place. A claim made while it is on its
+	// way waits for it instead of being refused for want of room.
+	waitFor(t, "the refill to start", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.nodes[0].filling+len(l.nodes[0].pool) == 1
+	})
+	if _, hit, err := l.Claim(ctx, "node-0"); err != nil || !hit {
+		t.Fatalf("second claim: hit=%v %v; want the refilled container", hit, err)
 	}
 	if _, _, err := l.Claim(ctx, "node-0"); !errors.Is(err, ErrNoCapacity) {
 		t.Fatalf("third claim: %v; want ErrNoCapacity", err)
