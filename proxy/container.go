@@ -55,11 +55,15 @@ type Options struct {
 type Limits interface {
 	// Workers prepares n worker slots with a CPU quota each (and memoryMB
 	// of linear memory each, for sizing the container) and returns the
-	// placer that moves a worker thread into slot i.
+	// placer that moves a worker thread into slot i. It may follow a
+	// Prepare, and resizes what that made.
 	Workers(n, cpuMillicores, memoryMB int) (ThreadPlacer, error)
+	// Prepare makes n worker slots for threads that wait for a bind,
+	// without sizing the container.
+	Prepare(n, cpuMillicores int) (ThreadPlacer, error)
 	// Status says whether limits are enforced, and if not, why.
 	Status() LimitStatus
-	// Close removes what Workers created.
+	// Close removes what Workers and Prepare created.
 	Close() error
 }
 
@@ -80,9 +84,12 @@ type Container struct {
 	metrics *prometheus.Registry
 	ckpts   *checkpoints
 
-	mu     sync.Mutex
-	b      *bound
-	closed bool
+	mu        sync.Mutex
+	b         *bound
+	closed    bool
+	prepDone  chan struct{} // closed when prep is set; nil without Prepare
+	prepTaken bool          // a bind or Close has taken prep
+	prep      *prepared
 }
 
 // bound is what Bind sets up.
@@ -98,6 +105,8 @@ type bound struct {
 	ckMu    sync.Mutex   // one checkpoint at a time
 	m       *invokeMetrics
 	limits  LimitStatus
+	// prepared: the bind took what the container had prepared.
+	prepared bool
 }
 
 // NewID returns a fresh container id: "c-" and 12 random hex digits.
@@ -161,7 +170,7 @@ func (c *Container) Bind(ctx context.Context, b Binding) error {
 	c.b = nb
 	c.log.Info("bound", "function", b.Function, "session", b.Session, "role", b.Role,
 		"compile_ms", nb.module.CompileTime.Milliseconds(), "limits_enforced", nb.limits.Enforced,
-		"ms", float64(time.Since(start).Microseconds())/1000)
+		"prepared", nb.prepared, "ms", float64(time.Since(start).Microseconds())/1000)
 	return nil
 }
 
@@ -179,16 +188,31 @@ func checkBinding(b *Binding) error {
 	return b.Config.Validate()
 }
 
+// setUp makes the bound state. It sizes the worker cgroups for b's config
+// first, then takes what the container prepared (Prepare) and uses what
+// matches that config.
 func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) {
 	nb := &bound{Binding: b}
+	var prep *prepared
 	defer func() {
+		prep.release() // what the bind did not use
 		if err != nil {
 			nb.close(context.Background())
 		}
 	}()
 	nb.Module = nil // the compiled form is kept, not the bytes
-	if nb.engine, err = NewEngine(ctx, EngineOptions{CacheDir: c.opts.CacheDir, MemoryLimitMB: b.Config.WorkerMemoryMB}); err != nil {
+	placer, err := c.placer(nb)
+	if err != nil {
 		return nil, err
+	}
+	if prep, err = c.takePrepared(ctx); err != nil {
+		return nil, apierror.New(apierror.Unavailable, "container %s is still preparing its bind: %v", c.opts.ID, err)
+	}
+	nb.prepared = prep != nil
+	if nb.engine = prep.engineFor(b.Config.WorkerMemoryMB); nb.engine == nil {
+		if nb.engine, err = NewEngine(ctx, EngineOptions{CacheDir: c.opts.CacheDir, MemoryLimitMB: b.Config.WorkerMemoryMB}); err != nil {
+			return nil, err
+		}
 	}
 	if nb.module, err = nb.engine.Compile(ctx, b.Module); err != nil {
 		return nil, err
@@ -205,15 +229,17 @@ func (c *Container) setUp(ctx context.Context, b Binding) (_ *bound, err error) 
 			return nil, err
 		}
 	}
-	placer, err := c.placer(nb)
-	if err != nil {
-		return nil, err
+	var slots *slotSet
+	if placer != nil {
+		if slots, err = prep.slotsFor(b.Config.MaxWorkers); err != nil {
+			return nil, err
+		}
 	}
 	nb.pool, err = NewPool(nb.engine, nb.module, PoolOptions{
 		Function: b.Function, Session: b.Session,
 		MaxWorkers: b.Config.MaxWorkers, MaxQueue: c.opts.MaxQueue, IdleTimeout: c.opts.IdleTimeout,
 		Timeout: b.Config.Timeout(), NewAccessor: newAccessor, Placer: placer, Logger: c.log,
-		pull: nb.pull,
+		pull: nb.pull, slots: slots,
 	})
 	if err != nil {
 		return nil, err
@@ -313,10 +339,16 @@ func (c *Container) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	b := c.b
+	prepDone, prepTaken := c.prepDone, c.prepTaken
+	c.prepTaken = true
 	c.mu.Unlock()
 	var errs []error
 	if b != nil {
 		errs = append(errs, b.close(ctx))
+	}
+	if prepDone != nil && !prepTaken {
+		<-prepDone
+		c.prep.release()
 	}
 	if c.opts.Limits != nil {
 		errs = append(errs, c.opts.Limits.Close())

@@ -43,6 +43,7 @@ type cgroupLimits struct {
 
 	mu      sync.Mutex
 	workers []*cgroup.Group
+	cpu     int // the workers' quota in millicores
 }
 
 func (l *cgroupLimits) join(path string) error {
@@ -74,27 +75,56 @@ func (l *cgroupLimits) join(path string) error {
 // Status says whether limits are enforced.
 func (l *cgroupLimits) Status() LimitStatus { return l.status }
 
-// Workers creates n worker groups with cpuMillicores each; an owned
-// container group is also sized for them.
+// Workers sizes an owned container group for n workers of cpuMillicores
+// and memoryMB each, and makes worker groups 0..n-1 with cpuMillicores
+// each. Groups a Prepare made get the new quota if it differs; those past
+// n stay until Close.
 func (l *cgroupLimits) Workers(n, cpuMillicores, memoryMB int) (ThreadPlacer, error) {
 	if !l.status.Enforced {
 		return nil, fmt.Errorf("cgroup limits are not enforced: %s", l.status.Reason)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.owned {
 		if err := l.container.Set(cgroup.Container(n, cpuMillicores, memoryMB)); err != nil {
 			return nil, err
 		}
 	}
+	if cpuMillicores != l.cpu {
+		for _, w := range l.workers {
+			if err := w.Set(cgroup.Resources(int64(cpuMillicores), 0, 0)); err != nil {
+				return nil, err
+			}
+		}
+		l.cpu = cpuMillicores
+	}
+	return l, l.addWorkersLocked(n)
+}
+
+// Prepare makes worker groups 0..n-1 for threads that wait for a bind,
+// with cpuMillicores each unless a Workers call set the quota already. It
+// leaves the container group as it is.
+func (l *cgroupLimits) Prepare(n, cpuMillicores int) (ThreadPlacer, error) {
+	if !l.status.Enforced {
+		return nil, fmt.Errorf("cgroup limits are not enforced: %s", l.status.Reason)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := range n {
+	if l.cpu == 0 {
+		l.cpu = cpuMillicores
+	}
+	return l, l.addWorkersLocked(n)
+}
+
+func (l *cgroupLimits) addWorkersLocked(n int) error {
+	for i := len(l.workers); i < n; i++ {
 		w := l.container.Thread("w" + strconv.Itoa(i))
-		if err := w.Create(cgroup.Resources(int64(cpuMillicores), 0, 0)); err != nil {
-			return nil, err
+		if err := w.Create(cgroup.Resources(int64(l.cpu), 0, 0)); err != nil {
+			return err
 		}
 		l.workers = append(l.workers, w)
 	}
-	return l, nil
+	return nil
 }
 
 // PlaceThread moves tid into worker group i.

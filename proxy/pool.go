@@ -51,6 +51,9 @@ type PoolOptions struct {
 	// pull serves the workers' pull_state calls (functions with
 	// depends_on); nil refuses them.
 	pull *puller
+	// slots, when set, are MaxWorkers slot threads started by Placer
+	// already; the pool adopts them and stops them at Close.
+	slots *slotSet
 }
 
 func (o *PoolOptions) fill() error {
@@ -96,13 +99,14 @@ type Pool struct {
 	live   int       // idle + busy + being forked; always MaxWorkers - len(free)
 	free   []*slot   // slots without a worker (nil entries when unlimited)
 	slots  []*slot   // every slot (none when unlimited)
+	set    *slotSet  // the slots' threads (nil when unlimited)
 	queue  []*waiter // FIFO, including waiters that gave up (gone)
 	queued int       // waiters in queue that are neither gone nor granted
 	closed bool
 
 	stats   poolCounters
 	stop    chan struct{}
-	stopped sync.WaitGroup // the trimmer and the slots' goroutines
+	stopped sync.WaitGroup // the trimmer
 }
 
 // waiter is a request queued for a worker. Its fields are guarded by
@@ -128,24 +132,34 @@ type poolCounters struct {
 }
 
 // NewPool starts a pool of workers for m. With a Placer it starts
-// MaxWorkers slot threads first and fails if any cannot be placed.
+// MaxWorkers slot threads first (or adopts opts.slots) and fails if any
+// cannot be placed. The pool owns opts.slots even when NewPool fails.
 func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
 	if err := opts.fill(); err != nil {
+		if opts.slots != nil {
+			opts.slots.stop()
+		}
 		return nil, err
 	}
 	p := &Pool{engine: e, module: m, opts: opts, log: opts.Logger, stop: make(chan struct{})}
 	p.free = make([]*slot, opts.MaxWorkers)
 	if opts.Placer != nil {
-		for i := range p.free {
-			sl, err := startSlot(p, i, opts.Placer, &p.stopped)
-			if err != nil {
-				p.stopSlots()
-				p.stopped.Wait()
-				return nil, fmt.Errorf("start worker slot %d: %w", i, err)
+		p.set = opts.slots
+		if p.set == nil {
+			var err error
+			if p.set, err = startSlots(opts.MaxWorkers, opts.Placer); err != nil {
+				return nil, err
 			}
-			p.free[i] = sl
-			p.slots = append(p.slots, sl)
 		}
+		if len(p.set.slots) != opts.MaxWorkers {
+			p.set.stop()
+			return nil, fmt.Errorf("pool of %d workers given %d slots", opts.MaxWorkers, len(p.set.slots))
+		}
+		for i, sl := range p.set.slots {
+			sl.pool = p
+			p.free[i] = sl
+		}
+		p.slots = p.set.slots
 	}
 	p.stopped.Add(1)
 	go p.trimLoop()
@@ -433,8 +447,10 @@ func (p *Pool) Close(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	p.stopSlots()
 	p.stopped.Wait()
+	if p.set != nil {
+		p.set.stop()
+	}
 	return nil
 }
 
@@ -444,12 +460,6 @@ func slotsOf(ws []*worker) []*slot {
 		out[i] = w.slot
 	}
 	return out
-}
-
-func (p *Pool) stopSlots() {
-	for _, sl := range p.slots {
-		sl.stop()
-	}
 }
 
 // dropLocked forgets w as its slot's worker: it is closing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -27,7 +28,7 @@ import (
 // instead: a thread blocked in a system call keeps its P until sysmon
 // takes it back, a goroutine blocked on a channel gives it up at once.
 type slot struct {
-	pool *Pool
+	pool *Pool         // set by the pool that adopts the slot, before its first job
 	efd  int           // eventfd: a signal while the slot is in poll(2)
 	wake chan struct{} // a signal otherwise; one pending at most
 
@@ -52,12 +53,69 @@ type slotJob struct {
 	done chan struct{} // run: closed after fn
 }
 
-func startSlot(p *Pool, i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, error) {
+// slotSet is a set of running slot threads, each placed in its worker
+// cgroup. A container starts its set while it waits unbound in the pool,
+// so that a bind does not pay for the threads and the cgroup writes; the
+// pool it binds adopts the set (Pool.slots).
+type slotSet struct {
+	placer ThreadPlacer
+	slots  []*slot
+	spare  []*slot        // set aside by resize, stopped with the set
+	wg     sync.WaitGroup // the slot goroutines
+}
+
+// startSlots starts n slot threads placed by placer.
+func startSlots(n int, placer ThreadPlacer) (*slotSet, error) {
+	ss := &slotSet{placer: placer}
+	if err := ss.grow(n); err != nil {
+		ss.stop()
+		return nil, err
+	}
+	return ss, nil
+}
+
+// grow starts slots until there are n.
+func (ss *slotSet) grow(n int) error {
+	for i := len(ss.slots); i < n; i++ {
+		sl, err := startSlot(i, ss.placer, &ss.wg)
+		if err != nil {
+			return fmt.Errorf("start worker slot %d: %w", i, err)
+		}
+		ss.slots = append(ss.slots, sl)
+	}
+	return nil
+}
+
+// resize makes the set n slots long: it starts the missing ones, and
+// sets the ones past n aside, parked on their channels until the set
+// stops. Stopping them now would cost a thread wake-up and a cgroup write
+// each while the bind's first request is on its way.
+func (ss *slotSet) resize(n int) error {
+	if len(ss.slots) > n {
+		ss.spare = append(ss.spare, ss.slots[n:]...)
+		ss.slots = ss.slots[:n]
+	}
+	return ss.grow(n)
+}
+
+// stop ends every slot once it has run the jobs posted before, and waits
+// for their threads to leave their cgroups.
+func (ss *slotSet) stop() {
+	for _, sl := range ss.slots {
+		sl.stop()
+	}
+	for _, sl := range ss.spare {
+		sl.stop()
+	}
+	ss.wg.Wait()
+}
+
+func startSlot(i int, placer ThreadPlacer, wg *sync.WaitGroup) (*slot, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	sl := &slot{pool: p, efd: efd, wake: make(chan struct{}, 1)}
+	sl := &slot{efd: efd, wake: make(chan struct{}, 1)}
 	ready := make(chan error)
 	wg.Add(1)
 	go func() {

@@ -26,6 +26,8 @@ type Status struct {
 	Workers   PoolStatus  `json:"workers"`
 	State     *StateStats `json:"state,omitempty"`
 	Limits    LimitStatus `json:"limits"`
+	// Prepared says that a pool container has readied its bind (Prepare).
+	Prepared bool `json:"prepared,omitempty"`
 }
 
 // StateStats is the primary's state size.
@@ -72,6 +74,7 @@ func (c *Container) Status() Status {
 		if c.opts.Limits != nil {
 			s.Limits = c.opts.Limits.Status()
 		}
+		s.Prepared = c.prepared()
 		return s
 	}
 	s.Role, s.Function, s.Session, s.Primary = b.Role, b.Function, b.Session, b.Primary

@@ -82,6 +82,8 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 			c.Close(ctx)
 			return err
 		}
+	} else {
+		c.Prepare() // a pool container: ready the bind while it waits
 	}
 	ln, err := wire.Listen(*listen)
 	if err != nil {

@@ -57,7 +57,8 @@ func poolsFull(l *Local, size int) func() bool {
 	}
 }
 
-// Pools fill; a claim is a hit that serves after Bind; the pool refills.
+// Pools fill, and their containers prepare their binds; a claim is a hit
+// that serves after Bind; the pool refills.
 func TestClaimFromThePoolAndServe(t *testing.T) {
 	l := newLocal(t, LocalOptions{Nodes: 2, PoolSize: 2})
 	waitFor(t, "pools filled", poolsFull(l, 2))
@@ -71,9 +72,16 @@ func TestClaimFromThePoolAndServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	waitFor(t, "the claimed container to prepare its bind", func() bool {
+		st, err := cl.Status(ctx)
+		return err == nil && st.Prepared
+	})
 	wasm := testwasm.Bytes(t, "c/counter")
 	if err := cl.Bind(ctx, proxy.Binding{Function: "counter", Session: "s", Role: proxy.RolePrimary, Config: fnconfig.Default(), Module: wasm}); err != nil {
 		t.Fatal(err)
+	}
+	if st, err := cl.Status(ctx); err != nil || st.Prepared || st.Workers.Max != 10 {
+		t.Fatalf("status after bind %+v, %v; want a bound container of 10 workers", st, err)
 	}
 	if out, err := cl.Invoke(ctx, []byte("incr")); err != nil || string(out) != "1" {
 		t.Fatalf("invoke: %q %v", out, err)
