@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -361,4 +362,25 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// An HTTP client that gives up frees the worker at once: the control plane
+// hangs up on the container, which stops the guest, so the next request
+// does not wait out the abandoned one's timeout.
+func TestGivingUpFreesTheWorker(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("spin", "test/spin", `{"max_workers": 1, "max_containers": 1, "timeout_ms": 60000}`)
+	e.MustInvoke("spin", "", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.URL+"/v1/functions/spin/invoke", strings.NewReader("30000"))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a 30 s spin answered within 300 ms: %s", resp.Status)
+	}
+	start := time.Now()
+	e.MustInvoke("spin", "", "1")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the next request took %v: the abandoned one kept the worker", d)
+	}
 }

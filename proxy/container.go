@@ -408,10 +408,12 @@ func (c *Container) TakeWire(conn *wire.Conn, req wire.Request) bool {
 		return false
 	}
 	return b.pool.adopt(conn, req, func(sl *slot, req wire.Request) ([]byte, error) {
+		// The stream's context ends when the control plane hangs up, which
+		// stops a guest whose caller gave up.
 		if req.Method() != methodInvoke {
-			return c.ServeWire(context.Background(), conn, req.Method(), req.Payload)
+			return c.ServeWire(sl.stream.Context(), conn, req.Method(), req.Payload)
 		}
-		ctx, cancel, input, err := invokeRequest(context.Background(), req.Payload)
+		ctx, cancel, input, err := invokeRequest(sl.stream.Context(), req.Payload)
 		if err != nil {
 			return nil, err
 		}

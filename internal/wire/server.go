@@ -11,9 +11,10 @@ import (
 
 // Handler serves the requests of a connection. ServeWire runs in its own
 // goroutine per request, except requests marked inline (SyncClient.Call),
-// which run on the connection's reader goroutine: they must not block for
-// long, since the peer hanging up goes unnoticed until they return. ctx is cancelled
-// when the connection ends. For a one-way message the result is dropped.
+// which run on the connection's reader goroutine, in order. ctx is
+// cancelled when the connection ends, and when the peer hangs up while an
+// inline request runs (hangups). For a one-way message the result is
+// dropped.
 type Handler interface {
 	ServeWire(ctx context.Context, conn *Conn, method uint8, payload []byte) ([]byte, error)
 }
@@ -33,6 +34,7 @@ type Conn struct {
 	nc  net.Conn
 	r   *bufio.Reader
 	wmu sync.Mutex
+	hup *hangupWatch // cancels the connection's context on a hang-up; nil if unwatched
 
 	mu      sync.Mutex
 	values  map[any]any
@@ -73,7 +75,8 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	c.hup = hangups.watch(nc, cancel)
+	stop := context.AfterFunc(ctx, func() { c.close() })
 	defer stop()
 	var handlers sync.WaitGroup
 	for {
@@ -103,10 +106,16 @@ func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
 			c.respond(hdr, resp, err)
 		}()
 	}
-	nc.Close()
+	c.close()
 	cancel()
 	handlers.Wait()
 	c.runClosers()
+}
+
+// close closes the socket, after its hang-up watch.
+func (c *Conn) close() {
+	hangups.stop(c.hup)
+	c.nc.Close()
 }
 
 func (c *Conn) runClosers() {

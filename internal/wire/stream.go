@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,10 +37,12 @@ func (r Request) Method() uint8 { return r.hdr.method }
 // blocks in Go; the caller waits for it with poll(2) on FD. It is not safe
 // for concurrent use.
 type Stream struct {
-	c   *Conn
-	fd  int
-	buf []byte // read but not yet consumed: buf[off:]
-	off int
+	c      *Conn
+	fd     int
+	buf    []byte // read but not yet consumed: buf[off:]
+	off    int
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 const streamBuf = 64 << 10
@@ -64,12 +67,18 @@ func (c *Conn) Take() (*Stream, error) {
 		return nil, err
 	}
 	s := &Stream{c: c, fd: fd, buf: make([]byte, 0, streamBuf)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	hangups.retarget(c.hup, s.cancel) // the connection's watch is the stream's now
 	if n := c.r.Buffered(); n > 0 {
 		ahead, _ := c.r.Peek(n)
 		s.buf = append(s.buf, ahead...)
 	}
 	return s, nil
 }
+
+// Context is cancelled when the peer hangs up, even while nobody reads the
+// socket (a request running), and at Close.
+func (s *Stream) Context() context.Context { return s.ctx }
 
 // FD is the socket, for poll(2). It stays valid until Close.
 func (s *Stream) FD() int { return s.fd }
@@ -167,6 +176,7 @@ func (s *Stream) Reply(req Request, resp []byte, err error) error {
 
 // Close closes the connection and runs its OnClose functions.
 func (s *Stream) Close() {
-	s.c.nc.Close()
+	s.c.close()
+	s.cancel()
 	s.c.runClosers()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/xfaas/xfaas/internal/apierror"
 )
@@ -27,6 +28,7 @@ type SyncClient struct {
 	addr   string
 	nextID uint64
 	broken bool
+	giveUp func() // ends the exchange in flight; made once, for context.AfterFunc
 }
 
 // DialSync connects to addr.
@@ -35,7 +37,9 @@ func DialSync(ctx context.Context, addr string) (*SyncClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return &SyncClient{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), addr: addr}, nil
+	c := &SyncClient{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), addr: addr}
+	c.giveUp = func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) }
+	return c, nil
 }
 
 // Addr is the address the client dialed.
@@ -48,8 +52,9 @@ func (c *SyncClient) Close() error {
 }
 
 // Call sends a request that the server handles inline, and reads its reply.
-// ctx's deadline bounds both; a context without a deadline is not watched
-// (callers here always have one). Use it for calls that never wait long.
+// ctx's deadline bounds both, and ctx's cancellation ends the exchange and
+// closes the connection. The server reads nothing else while it handles the
+// request.
 func (c *SyncClient) Call(ctx context.Context, method uint8, payload []byte) ([]byte, error) {
 	return c.call(ctx, method, payload, flagInline)
 }
@@ -68,6 +73,21 @@ func (c *SyncClient) call(ctx context.Context, method uint8, payload []byte, fla
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = c.nc.SetDeadline(deadline)
 	}
+	if ctx.Done() == nil {
+		return c.exchange(ctx, method, payload, flags)
+	}
+	// A caller that gives up ends the exchange at once: the server sees
+	// the hang-up and cancels the request (hangups). The connection is
+	// then in an unknown state, so it is closed, even if the reply won.
+	stop := context.AfterFunc(ctx, c.giveUp)
+	body, err := c.exchange(ctx, method, payload, flags)
+	if !stop() {
+		c.Close()
+	}
+	return body, err
+}
+
+func (c *SyncClient) exchange(ctx context.Context, method uint8, payload []byte, flags uint16) ([]byte, error) {
 	c.nextID++
 	h := header{kind: kindRequest, method: method, status: flags, id: c.nextID}
 	if err := writeFrame(c.nc, h, payload); err != nil {
