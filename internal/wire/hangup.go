@@ -2,9 +2,7 @@ package wire
 
 import (
 	"context"
-	"net"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,24 +36,12 @@ type hangupWatch struct {
 	once sync.Once
 }
 
-// watch registers nc, when it is a socket, to cancel on its peer's
-// hang-up. It returns nil when nc cannot be watched; the connection then
-// works as before, without the early cancellation.
-func (w *hangupWatcher) watch(nc net.Conn, cancel context.CancelFunc) *hangupWatch {
+// watch registers the socket fd to cancel on its peer's hang-up. It
+// returns nil when fd cannot be watched (-1: not a socket); the connection
+// then works as before, without the early cancellation.
+func (w *hangupWatcher) watch(fd int, cancel context.CancelFunc) *hangupWatch {
 	w.start.Do(w.run)
-	if w.err != nil {
-		return nil
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	fd := -1
-	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+	if w.err != nil || fd < 0 {
 		return nil
 	}
 	w.mu.Lock()
@@ -111,8 +97,11 @@ func (w *hangupWatcher) run() {
 		events := make([]unix.EpollEvent, 64)
 		for {
 			n, err := unix.EpollWait(w.epfd, events, -1)
+			if err == unix.EINTR {
+				continue
+			}
 			if err != nil {
-				continue // EINTR; the descriptor is never closed
+				return // not expected: the descriptor is never closed; connections lose early cancellation only
 			}
 			for _, ev := range events[:n] {
 				id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32

@@ -1,8 +1,11 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -106,5 +109,40 @@ func TestWatchedConnectionStaysUsable(t *testing.T) {
 			t.Fatalf("call %d = %q, %v", i, out, err)
 		}
 		cancel() // after the call: the connection must not be closed for it
+	}
+}
+
+// takeRefused records the error of taking over a connection that is not a
+// socket, and lets ServeConn serve the request.
+type takeRefused struct{ err chan error }
+
+func (h takeRefused) ServeWire(ctx context.Context, c *Conn, method uint8, p []byte) ([]byte, error) {
+	return p, nil
+}
+
+func (h takeRefused) TakeWire(c *Conn, req Request) bool {
+	_, err := c.Take()
+	h.err <- err
+	return err == nil
+}
+
+// A connection that is not a socket is served without a hang-up watch, and
+// refuses to be taken over with the reason.
+func TestUnwatchedConnection(t *testing.T) {
+	srv, cli := net.Pipe()
+	defer cli.Close()
+	h := takeRefused{err: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ServeConn(ctx, srv, h)
+	if err := writeFrame(cli, header{kind: kindRequest, method: mEcho, status: flagInline, id: 1}, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	resp, body, err := readFrame(bufio.NewReader(cli))
+	if err != nil || resp.id != 1 || string(body) != "x" {
+		t.Fatalf("reply = %+v %q, %v", resp, body, err)
+	}
+	if err := <-h.err; err == nil || !strings.Contains(err.Error(), "cannot be taken over") {
+		t.Fatalf("Take on a pipe: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ type Conn struct {
 	nc  net.Conn
 	r   *bufio.Reader
 	wmu sync.Mutex
+	fd  int          // the socket's descriptor, or -1 when nc is not a Unix or TCP socket
 	hup *hangupWatch // cancels the connection's context on a hang-up; nil if unwatched
 
 	mu      sync.Mutex
@@ -74,8 +75,8 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // function has run.
 func ServeConn(ctx context.Context, nc net.Conn, h Handler) {
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
-	c.hup = hangups.watch(nc, cancel)
+	c := &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), fd: socketFD(nc)}
+	c.hup = hangups.watch(c.fd, cancel)
 	stop := context.AfterFunc(ctx, func() { c.close() })
 	defer stop()
 	var handlers sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -54,19 +55,10 @@ var ErrWouldBlock = errors.New("wire: would block")
 // ServeConn had read ahead stay in the stream. It fails when c is not a
 // Unix or TCP socket.
 func (c *Conn) Take() (*Stream, error) {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	if c.fd < 0 {
 		return nil, fmt.Errorf("wire: a %T cannot be taken over", c.nc)
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return nil, err
-	}
-	s := &Stream{c: c, fd: fd, buf: make([]byte, 0, streamBuf)}
+	s := &Stream{c: c, fd: c.fd, buf: make([]byte, 0, streamBuf)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	hangups.retarget(c.hup, s.cancel) // the connection's watch is the stream's now
 	if n := c.r.Buffered(); n > 0 {
@@ -79,6 +71,23 @@ func (c *Conn) Take() (*Stream, error) {
 // Context is cancelled when the peer hangs up, even while nobody reads the
 // socket (a request running), and at Close.
 func (s *Stream) Context() context.Context { return s.ctx }
+
+// socketFD is nc's descriptor, or -1 when nc is not a Unix or TCP socket.
+func socketFD(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
 
 // FD is the socket, for poll(2). It stays valid until Close.
 func (s *Stream) FD() int { return s.fd }
