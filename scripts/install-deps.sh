@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the tests need, if any is
 # missing: clang + lld + wasi-libc (C guests), wabt (WAT test guests),
-# redis-server (the benchmark baseline), shellcheck (make check).
+# redis-server (the benchmark baseline), nats-server, shellcheck (make check),
+# wrk (scripts/throughput.sh).
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server nats-server shellcheck)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server nats-server shellcheck wrk)
 
 missing=()
 for p in "${packages[@]}"; do

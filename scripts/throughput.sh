@@ -2,7 +2,7 @@
 # Measures warm-invoke throughput through a real `xfaas dev`: the trivial C
 # guest (sdk/c/examples/hello.c) deployed, then wrk from another process
 # against POST /v1/functions/hello/invoke. Prints one req/s line per run and
-# the mean. Needs wrk (Debian package wrk) and make wasm's toolchain.
+# the mean. Needs wrk and make wasm's toolchain, both from make deps.
 #
 #   scripts/throughput.sh [-c CONNECTIONS] [-d SECONDS] [-n RUNS] [-- DEV FLAGS]
 #
@@ -21,7 +21,7 @@ done
 shift $((OPTIND - 1))
 [ "${1:-}" = "--" ] && shift
 
-command -v wrk >/dev/null || { echo "throughput: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "throughput: wrk is not installed (make deps installs it)" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 go build -o bin/xfaas ./cmd/xfaas
