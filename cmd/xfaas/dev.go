@@ -12,6 +12,7 @@ import (
 
 	"github.com/xfaas/xfaas/cmd/xfaas/example"
 	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/internal/sched"
 )
 
 func init() {
@@ -30,6 +31,7 @@ func runDev(ctx context.Context, env *cli, args []string) error {
 	fs.BoolVar(&cfg.Placement.NoCgroups, "no-cgroups", false, "run containers without cgroup limits")
 	fs.StringVar(&cfg.Token, "token", "", "require this token for management calls")
 	procs := fs.Int("procs", 0, "Go scheduler threads (GOMAXPROCS) of the control plane; 0: half the CPUs, or $GOMAXPROCS when set")
+	policy := fs.String("sched", "batch", "Linux scheduling policy of the control plane and its containers: batch (SCHED_BATCH: a wake-up does not preempt) or other (the kernel's default, SCHED_OTHER)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -37,8 +39,16 @@ func runDev(ctx context.Context, env *cli, args []string) error {
 	if *procs < 0 {
 		return fmt.Errorf("--procs must not be negative: %d", *procs)
 	}
+	pol, ok := map[string]uint32{"batch": sched.Batch, "other": sched.Other}[*policy]
+	if !ok {
+		return fmt.Errorf("--sched must be batch or other: %q", *policy)
+	}
 	runtime.GOMAXPROCS(devProcs(*procs, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)))
 	log := hclog.New(&hclog.LoggerOptions{Name: "xfaas", Level: hclog.LevelFromString(*logLevel), Output: env.stderr})
+	// Before any container starts: they inherit the policy.
+	if err := sched.Set(pol); err != nil {
+		log.Warn("could not set the scheduling policy; some threads may keep the default", "sched", *policy, "error", err)
+	}
 	p, err := startPlatform(ctx, cfg, log)
 	if err != nil {
 		return err

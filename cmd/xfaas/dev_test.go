@@ -20,6 +20,7 @@ import (
 	"github.com/xfaas/xfaas/controlplane"
 	"github.com/xfaas/xfaas/internal/hint"
 	"github.com/xfaas/xfaas/internal/linearcheck"
+	"github.com/xfaas/xfaas/internal/sched"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
@@ -304,5 +305,43 @@ func TestDevProcs(t *testing.T) {
 	out, err := exec.Command(xfaasBin, "dev", "--procs", "-1", "--data", t.TempDir()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--procs must not be negative") {
 		t.Errorf("xfaas dev --procs -1: %v, %q; want a refusal", err, out)
+	}
+}
+
+// xfaas dev runs itself and its containers under SCHED_BATCH unless told
+// otherwise, and refuses a policy it does not know.
+func TestDevSchedPolicy(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want uint32
+	}{
+		{nil, sched.Batch},
+		{[]string{"--sched", "other"}, sched.Other},
+	} {
+		d := startDev(t, append([]string{"--nodes", "1", "--pool", "1"}, c.args...)...)
+		if a := d.invoke(t, "counter", d.token(t, "counter", "alice"), "incr"); a.status != http.StatusOK {
+			t.Fatalf("invoke: %d %s", a.status, a.body)
+		}
+		out, _ := exec.Command("pgrep", "-f", "proxy --listen unix://"+d.data).Output()
+		pids := append([]string{strconv.Itoa(d.cmd.Process.Pid)}, strings.Fields(string(out))...)
+		if len(pids) < 3 {
+			t.Fatalf("processes %v; want xfaas dev, the bound container and a pool container", pids)
+		}
+		for _, pid := range pids {
+			tasks, err := os.ReadDir("/proc/" + pid + "/task")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, task := range tasks {
+				tid, _ := strconv.Atoi(task.Name())
+				if got, err := sched.Of(tid); err == nil && got != c.want {
+					t.Errorf("%v: thread %d of process %s runs under policy %d; want %d", c.args, tid, pid, got, c.want)
+				}
+			}
+		}
+	}
+	out, err := exec.Command(xfaasBin, "dev", "--sched", "fifo", "--data", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--sched must be batch or other") {
+		t.Errorf("xfaas dev --sched fifo: %v, %q; want a refusal", err, out)
 	}
 }
