@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures warm-invoke throughput through a real `xfaas dev`: the trivial C
 # guest (sdk/c/examples/hello.c) deployed, then wrk from another process
-# against POST /v1/functions/hello/invoke. Prints one req/s line per run and
-# the mean. Needs wrk and make wasm's toolchain, both from make deps.
+# against POST /v1/functions/hello/invoke. Prints one line per run (req/s, and
+# the CPU time xfaas dev and its containers spent per request) and the mean.
+# Needs wrk and make wasm's toolchain, both from make deps.
 #
 #   scripts/throughput.sh [-c CONNECTIONS] [-d SECONDS] [-n RUNS] [-- DEV FLAGS]
 #
@@ -43,16 +44,31 @@ bin/xfaas deploy hello build/wasm/c/hello.wasm >/dev/null
 curl -fs -X POST "http://$addr/v1/functions/hello/invoke" >/dev/null
 wrk -t1 -c "$conns" -d 1s -s "$data/post.lua" "http://$addr/v1/functions/hello/invoke" >/dev/null
 
+# cpu_ticks: user and system clock ticks of xfaas dev and its containers
+# (its children), which steadies a comparison on a machine whose speed moves.
+cpu_ticks() {
+	local t=0 pid
+	for pid in $dev $(pgrep -P "$dev"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+hz=$(getconf CLK_TCK)
+
 sum=0
 for i in $(seq "$runs"); do
+	t0=$(cpu_ticks)
 	out=$(wrk -t2 -c "$conns" -d "${secs}s" -s "$data/post.lua" "http://$addr/v1/functions/hello/invoke")
+	t1=$(cpu_ticks)
 	if grep -q "Non-2xx" <<<"$out"; then
 		echo "throughput: some requests failed:" >&2
 		echo "$out" >&2
 		exit 1
 	fi
 	rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-	echo "run $i: $rps req/s"
+	n=$(awk '/ requests in / {print $1}' <<<"$out")
+	awk -v i="$i" -v r="$rps" -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" \
+		'BEGIN {printf "run %d: %s req/s, %.0f µs of xfaas CPU per request\n", i, r, t * 1e6 / hz / n}'
 	sum=$(awk -v a="$sum" -v b="$rps" 'BEGIN {print a + b}')
 done
 awk -v s="$sum" -v n="$runs" -v c="$conns" 'BEGIN {printf "mean: %.0f req/s at %d connections\n", s / n, c}'
