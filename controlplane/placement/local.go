@@ -400,7 +400,12 @@ func (l *Local) fill() {
 			n.filling--
 			close(l.refilled) // wakes claims waiting for this place
 			l.refilled = make(chan struct{})
-			if err != nil {
+			switch {
+			case err != nil && l.closing:
+				// Started while Close ran, and stopped again (spawn): no fault.
+				l.log.Debug("pool container not kept: closing", "node", n.name)
+				return
+			case err != nil:
 				l.log.Error("failed to start a pool container", "node", n.name, "error", err)
 				return
 			}
