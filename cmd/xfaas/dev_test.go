@@ -277,8 +277,14 @@ func TestDevShutsDownCleanly(t *testing.T) {
 // countProxies counts `xfaas proxy` processes whose sockets are under data.
 func countProxies(t *testing.T, data string) int {
 	t.Helper()
+	return len(proxyPIDs(t, data))
+}
+
+// proxyPIDs lists the `xfaas proxy` processes whose sockets are under data.
+func proxyPIDs(t *testing.T, data string) []string {
+	t.Helper()
 	out, _ := exec.Command("pgrep", "-f", "proxy --listen unix://"+data).Output()
-	return len(strings.Fields(string(out)))
+	return strings.Fields(string(out))
 }
 
 // The dev control plane takes half the CPUs unless told otherwise, by the
@@ -322,8 +328,7 @@ func TestDevSchedPolicy(t *testing.T) {
 		if a := d.invoke(t, "counter", d.token(t, "counter", "alice"), "incr"); a.status != http.StatusOK {
 			t.Fatalf("invoke: %d %s", a.status, a.body)
 		}
-		out, _ := exec.Command("pgrep", "-f", "proxy --listen unix://"+d.data).Output()
-		pids := append([]string{strconv.Itoa(d.cmd.Process.Pid)}, strings.Fields(string(out))...)
+		pids := append([]string{strconv.Itoa(d.cmd.Process.Pid)}, proxyPIDs(t, d.data)...)
 		if len(pids) < 3 {
 			t.Fatalf("processes %v; want xfaas dev, the bound container and a pool container", pids)
 		}
