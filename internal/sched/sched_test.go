@@ -18,18 +18,7 @@ func TestSetCoversThreadsAndChildren(t *testing.T) {
 		}
 		checkAllThreads(t, policy)
 
-		// A thread started now: a goroutine locked to a new thread.
-		tid := make(chan int)
-		release := make(chan struct{})
-		go func() {
-			runtime.LockOSThread() // the goroutine ends locked, so its thread ends with it
-			tid <- unix.Gettid()
-			<-release
-		}()
-		if got, err := Of(<-tid); err != nil || got != policy {
-			t.Errorf("a thread started after Set(%d) runs under %d (%v)", policy, got, err)
-		}
-		close(release)
+		checkNewThreads(t, policy)
 
 		cmd := exec.Command("sleep", "10")
 		if err := cmd.Start(); err != nil {
@@ -53,6 +42,46 @@ func TestSetRefusesOtherPolicies(t *testing.T) {
 		t.Fatal("Set(SCHED_FIFO) succeeded")
 	}
 	checkAllThreads(t, before)
+}
+
+// checkNewThreads makes the runtime start threads and checks that they run
+// under policy: more goroutines locked to their threads, and blocked, than
+// the process has threads, so at least one must be on a new thread. They
+// end locked, so their threads end with them.
+func checkNewThreads(t *testing.T, policy uint32) {
+	t.Helper()
+	before, err := threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[int]bool{}
+	for _, tid := range before {
+		old[tid] = true
+	}
+	tids := make(chan int)
+	release := make(chan struct{})
+	defer close(release)
+	for range len(before) + 1 {
+		go func() {
+			runtime.LockOSThread()
+			tids <- unix.Gettid()
+			<-release
+		}()
+	}
+	started := 0
+	for range len(before) + 1 {
+		tid := <-tids
+		if old[tid] {
+			continue
+		}
+		started++
+		if got, err := Of(tid); err != nil || got != policy {
+			t.Errorf("thread %d, started after Set(%d), runs under %d (%v)", tid, policy, got, err)
+		}
+	}
+	if started == 0 {
+		t.Fatalf("no new thread among %d locked goroutines", len(before)+1)
+	}
 }
 
 func checkAllThreads(t *testing.T, policy uint32) {
