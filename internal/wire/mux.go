@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,9 +18,11 @@ const prefaceTimeout = 10 * time.Second
 
 // Serve serves the wire protocol with h and HTTP with web on the same
 // listener, telling connections apart by their first four bytes. It returns
-// when ctx is done or ln fails, after every connection it accepted has ended.
-func Serve(ctx context.Context, ln net.Listener, h Handler, web http.Handler) error {
-	ctx, cancel := context.WithCancel(ctx)
+// when ctx is done (nil) or ln fails (the error), after every connection it
+// accepted has ended. Running out of file descriptors or memory is not a
+// failure: Serve waits and accepts again, as net/http does.
+func Serve(parent context.Context, ln net.Listener, h Handler, web http.Handler) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	hl := &chanListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second}
@@ -29,11 +32,23 @@ func Serve(ctx context.Context, ln net.Listener, h Handler, web http.Handler) er
 	defer stop()
 
 	var err error
+	var backoff time.Duration
 	for {
 		var nc net.Conn
 		if nc, err = ln.Accept(); err != nil {
+			if ctx.Err() == nil && exhausted(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
 			break
 		}
+		backoff = 0
 		wg.Go(func() { route(ctx, nc, h, hl) })
 	}
 	cancel()
@@ -42,10 +57,17 @@ func Serve(ctx context.Context, ln net.Listener, h Handler, web http.Handler) er
 	done()
 	hl.Close()
 	wg.Wait()
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// exhausted reports whether an accept failed for want of a resource that
+// ending connections give back.
+func exhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // route reads a connection's first four bytes and serves it as wire or HTTP.

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -343,4 +345,70 @@ func BenchmarkSyncRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+// failingListener fails its first n accepts with err, then accepts.
+type failingListener struct {
+	net.Listener
+	n   atomic.Int32
+	err error
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, l.err
+	}
+	return l.Listener.Accept()
+}
+
+func TestServeRidesOutExhaustionAndReportsFailure(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, c *Conn, method uint8, p []byte) ([]byte, error) { return p, nil })
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+
+	t.Run("out of descriptors", func(t *testing.T) {
+		ln, err := Listen("tcp://127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &failingListener{Listener: ln, err: emfile}
+		fl.n.Store(3)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Serve(ctx, fl, h, http.NotFoundHandler()) }()
+		c, err := NewClient(context.Background(), AddrOf(ln.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		callCtx, callCancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer callCancel()
+		if got, err := c.Call(callCtx, mEcho, []byte("after EMFILE")); err != nil || string(got) != "after EMFILE" {
+			t.Fatalf("call after three EMFILE accepts: %q %v", got, err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Serve after its context ended: %v, want nil", err)
+		}
+	})
+
+	t.Run("listener fails", func(t *testing.T) {
+		ln, err := Listen("tcp://127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		broken := errors.New("listener is broken")
+		fl := &failingListener{Listener: ln, err: broken}
+		fl.n.Store(1)
+		done := make(chan error, 1)
+		go func() { done <- Serve(context.Background(), fl, h, http.NotFoundHandler()) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, broken) {
+				t.Fatalf("Serve returned %v, want the listener's error", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after its listener failed")
+		}
+	})
 }
