@@ -29,6 +29,8 @@ type SyncClient struct {
 	nextID uint64
 	broken bool
 	giveUp func() // ends the exchange in flight; made once, for context.AfterFunc
+
+	deadline time.Time // the connection's, as the last call set it; zero: none
 }
 
 // DialSync connects to addr.
@@ -70,8 +72,11 @@ func (c *SyncClient) call(ctx context.Context, method uint8, payload []byte, fla
 	if c.broken {
 		return nil, ErrClosed
 	}
-	if deadline, ok := ctx.Deadline(); ok {
+	// A call without a deadline clears the last call's, which a pooled
+	// client would otherwise carry into the next caller's exchange.
+	if deadline, _ := ctx.Deadline(); !deadline.Equal(c.deadline) {
 		_ = c.nc.SetDeadline(deadline)
+		c.deadline = deadline
 	}
 	if ctx.Done() == nil {
 		return c.exchange(ctx, method, payload, flags)

@@ -325,6 +325,26 @@ func TestSyncClient(t *testing.T) {
 	}
 }
 
+// A pooled client passes from caller to caller: a call without a deadline
+// must not inherit the last caller's.
+func TestSyncClientDropsAnEarlierDeadline(t *testing.T) {
+	addr, _, _ := testServer(t, "unix")
+	c, err := DialSync(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if _, err := c.Call(short, mEcho, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	time.Sleep(100 * time.Millisecond) // past the first call's deadline
+	if got, err := c.Call(context.Background(), mEcho, []byte("b")); err != nil || string(got) != "b" {
+		t.Fatalf("a call without a deadline after one with: %q %v", got, err)
+	}
+}
+
 func BenchmarkSyncRoundTrip(b *testing.B) {
 	for _, network := range []string{"unix", "tcp"} {
 		b.Run(network, func(b *testing.B) {
