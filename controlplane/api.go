@@ -101,13 +101,22 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// Function describes function name, as GET /v1/functions/{name} does.
+func (s *Server) Function(name string) (FunctionInfo, error) {
+	f, err := s.lookup(name)
+	if err != nil {
+		return FunctionInfo{}, err
+	}
+	return infoOf(f), nil
+}
+
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) {
-	f, err := s.lookup(r.PathValue("name"))
+	info, err := s.Function(r.PathValue("name"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, infoOf(f))
+	writeJSON(w, http.StatusOK, info)
 }
 
 // deployFunction creates or updates a function from a multipart form:

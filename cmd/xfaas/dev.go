@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/xfaas/xfaas/cmd/xfaas/example"
+	"github.com/xfaas/xfaas/controlplane/client"
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/hint"
 	"github.com/xfaas/xfaas/internal/sched"
 )
@@ -54,7 +56,7 @@ func runDev(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	defer p.close()
-	if err := deployExample(ctx, p); err != nil {
+	if err := deployExample(ctx, p, log); err != nil {
 		return err
 	}
 	printBanner(env.stdout, p)
@@ -80,14 +82,38 @@ func devProcs(flag int, envVar string, now int) int {
 	return max(1, now/2)
 }
 
-// deployExample deploys the counter with a hint keyset kept in the local
-// keystore, as `xfaas deploy` would, so the CLI can seal sessions for it.
-func deployExample(ctx context.Context, p *platform) error {
+// deployExample deploys the counter, with a hint keyset kept in the local
+// keystore as `xfaas deploy` would, so the CLI can seal sessions for it.
+// A counter already there (from an earlier start on the same data, or the
+// user's own deploy) is left alone: deploying over it would reset its
+// config and could swap its keyset, which breaks every hint sealed for it.
+// If the keystore cannot seal for that counter, dev says so and goes on.
+func deployExample(ctx context.Context, p *platform, log hclog.Logger) error {
 	path, err := hint.DefaultKeystorePath()
 	if err != nil {
 		return err
 	}
-	keys, _, err := hint.NewKeystore(path).GetOrCreate(p.apiURL(), "counter")
+	keystore := hint.NewKeystore(path)
+	info, err := p.srv.Function("counter")
+	switch {
+	case err == nil:
+		if info.Hints != "sealed" {
+			return nil
+		}
+		keys, ok, err := keystore.Get(p.apiURL(), "counter")
+		if err != nil {
+			return fmt.Errorf("keystore: %w", err)
+		}
+		if !ok || keys.ID() != info.HintKeyID {
+			log.Warn("the deployed counter's hint keyset is not in the keystore, so hint seal and invoke --session "+
+				"cannot seal for it; xfaas hint import stores it, or xfaas deploy --replace-hint-key gives the counter this machine's",
+				"keyset", info.HintKeyID, "keystore", path, "addr", p.apiURL())
+		}
+		return nil
+	case apierror.KindOf(err) != apierror.NotFound:
+		return err
+	}
+	keys, _, err := keystore.GetOrCreate(p.apiURL(), "counter")
 	if err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
@@ -109,6 +135,12 @@ func printBanner(w io.Writer, p *platform) {
 		}
 	}
 	api := p.apiURL()
+	// The CLI lines reach the API through XFAAS_ADDR when it is not where
+	// the CLI looks by default.
+	export := ""
+	if api != client.DefaultAddr {
+		export = "\n  export " + client.AddrEnv + "=" + api
+	}
 	fmt.Fprintf(w, `xfaas dev is running
   API      %s   (metrics at %s/metrics)
   NATS     %s
@@ -116,14 +148,14 @@ func printBanner(w io.Writer, p *platform) {
   data     %s
 
 The example function "counter" is deployed (a linearizable counter). Try:
-
+%s
   curl -X POST %s/v1/functions/counter/invoke -d incr
   curl -X POST %s/v1/functions/counter/invoke -d incr -H "X-Xfaas-Session: $(%s hint seal --function counter alice)"
   %s invoke counter --session alice -d incr
   %s sessions counter
 
 Ctrl-C stops everything.
-`, api, api, p.natsURL, p.cfg.Placement.Nodes, p.cfg.Placement.Pool, p.cfg.Data, api, api, self, self, self)
+`, api, api, p.natsURL, p.cfg.Placement.Nodes, p.cfg.Placement.Pool, p.cfg.Data, export, api, api, self, self, self)
 }
 
 func defaultDevData() string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -30,6 +31,7 @@ type devPlatform struct {
 	api      string
 	data     string
 	keystore string
+	banner   string
 }
 
 // startDev runs `xfaas dev` on a free port with its own data directory and
@@ -37,8 +39,15 @@ type devPlatform struct {
 func startDev(t *testing.T, args ...string) *devPlatform {
 	t.Helper()
 	dir := t.TempDir()
-	d := &devPlatform{data: filepath.Join(dir, "data"), keystore: filepath.Join(dir, "keys.json")}
-	cmd := append([]string{"dev", "--listen", "127.0.0.1:0", "--data", d.data}, args...)
+	return startDevOn(t, filepath.Join(dir, "data"), filepath.Join(dir, "keys.json"), "127.0.0.1:0", args...)
+}
+
+// startDevOn runs `xfaas dev` on listen with the given data directory and
+// keystore, and waits for its whole banner.
+func startDevOn(t *testing.T, data, keystore, listen string, args ...string) *devPlatform {
+	t.Helper()
+	d := &devPlatform{data: data, keystore: keystore}
+	cmd := append([]string{"dev", "--listen", listen, "--data", d.data}, args...)
 	d.process = startEnv(t, []string{hint.KeystoreEnv + "=" + d.keystore}, cmd...)
 	deadline := time.After(60 * time.Second)
 	lines := make(chan string)
@@ -48,24 +57,46 @@ func startDev(t *testing.T, args ...string) *devPlatform {
 		}
 		close(lines)
 	}()
-	for d.api == "" {
+	var banner strings.Builder
+	for !strings.Contains(banner.String(), "Ctrl-C stops everything.") {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				t.Fatalf("xfaas dev exited before serving; stderr:\n%s", d.stderr)
 			}
+			banner.WriteString(line + "\n")
 			if f := strings.Fields(line); len(f) >= 2 && f[0] == "API" {
 				d.api = f[1]
 			}
 		case <-deadline:
-			t.Fatalf("no banner within 60s; stderr:\n%s", d.stderr)
+			t.Fatalf("no banner within 60s; stdout so far:\n%s\nstderr:\n%s", banner.String(), d.stderr)
 		}
 	}
+	if d.api == "" {
+		t.Fatalf("banner without the API's address:\n%s", banner.String())
+	}
+	d.banner = banner.String()
 	go func() {
 		for range lines {
 		}
 	}()
 	return d
+}
+
+// stop stops xfaas dev as Ctrl-C would and waits for it to exit.
+func (d *devPlatform) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after Ctrl-C: %v; stderr:\n%s", err, d.stderr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("still running 60s after Ctrl-C")
+	}
 }
 
 // token seals label for fn with the keyset `xfaas dev` put in the keystore.
@@ -253,17 +284,7 @@ func TestDevShutsDownCleanly(t *testing.T) {
 	if n := countProxies(t, d.data); n < 4 {
 		t.Fatalf("%d container processes while running; want at least 4", n)
 	}
-	d.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after Ctrl-C: %v; stderr:\n%s", err, d.stderr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("still running 60s after Ctrl-C")
-	}
+	d.stop(t)
 	if n := countProxies(t, d.data); n != 0 {
 		t.Fatalf("%d container processes left after shutdown", n)
 	}
@@ -272,6 +293,64 @@ func TestDevShutsDownCleanly(t *testing.T) {
 			t.Errorf("cgroup xfaas-dev-%d left in %s (%v)", pid, ctl, err)
 		}
 	}
+}
+
+// A restart on the same data keeps the counter as it was deployed: its
+// config, its version and the keyset its session hints are sealed with.
+// The banner's CLI lines reach a dev that is not on the default address.
+func TestDevRestartKeepsTheDeployedCounter(t *testing.T) {
+	dir := t.TempDir()
+	data, keystore := filepath.Join(dir, "data"), filepath.Join(dir, "keys.json")
+	d := startDevOn(t, data, keystore, "127.0.0.1:0", "--nodes", "1", "--pool", "1")
+	if !strings.Contains(d.banner, "export XFAAS_ADDR="+d.api+"\n") {
+		t.Fatalf("banner of a dev on %s does not export its address:\n%s", d.api, d.banner)
+	}
+	deploy := exec.Command(xfaasBin, "deploy", "counter", testwasm.Path(t, "c/counter"), "--config", `{"max_workers": 3}`)
+	deploy.Env = append(os.Environ(), "XFAAS_ADDR="+d.api, hint.KeystoreEnv+"="+keystore)
+	if out, err := deploy.CombinedOutput(); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	token := d.token(t, "counter", "alice")
+	if a := d.invoke(t, "counter", token, "incr"); a.status != 200 || a.body != "1" {
+		t.Fatalf("first incr: %+v", a)
+	}
+	before := d.counter(t)
+	d.stop(t)
+
+	again := startDevOn(t, data, keystore, strings.TrimPrefix(d.api, "http://"), "--nodes", "1", "--pool", "1")
+	if after := again.counter(t); after.Version != before.Version || after.Config.MaxWorkers != 3 || after.HintKeyID != before.HintKeyID {
+		t.Fatalf("the restart redeployed the counter: before %+v, after %+v", before, after)
+	}
+	if a := again.invoke(t, "counter", token, "incr"); a.status != 200 || a.body != "2" {
+		t.Fatalf("incr after the restart, with the hint sealed before it: %+v", a)
+	}
+	again.stop(t)
+
+	// On another address the keystore has no keyset for the counter: dev
+	// says so and still leaves the counter's keyset alone.
+	other := startDevOn(t, data, keystore, "127.0.0.1:0", "--nodes", "1", "--pool", "1")
+	if after := other.counter(t); after.HintKeyID != before.HintKeyID {
+		t.Fatalf("a start on another address replaced the keyset: %s, was %s", after.HintKeyID, before.HintKeyID)
+	}
+	other.stop(t)
+	if !strings.Contains(other.stderr.String(), "hint keyset is not in the keystore") {
+		t.Fatalf("no warning about the keystore; stderr:\n%s", other.stderr)
+	}
+}
+
+// counter describes the counter function.
+func (d *devPlatform) counter(t *testing.T) controlplane.FunctionInfo {
+	t.Helper()
+	resp, err := http.Get(d.api + "/v1/functions/counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info controlplane.FunctionInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("describe counter: %s %v", resp.Status, err)
+	}
+	return info
 }
 
 // countProxies counts `xfaas proxy` processes whose sockets are under data.
