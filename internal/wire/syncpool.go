@@ -97,16 +97,6 @@ func (p *SyncPool) Put(sc *SyncClient) {
 	closeIdle(stale)
 }
 
-// Drop closes the idle connections, after one of them failed in a way that
-// makes the others suspect; the pool stays usable.
-func (p *SyncPool) Drop() {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	closeIdle(idle)
-}
-
 // Close closes the idle connections; busy ones close when they are Put.
 func (p *SyncPool) Close() {
 	p.mu.Lock()
