@@ -16,7 +16,8 @@ type atomicEntry = atomic.Pointer[entry]
 const maxWalk = 1 << 10
 
 // lock takes key's lock for t, waiting while another request holds it. On a
-// deadlock or a timed-out wait, every section of t is aborted first.
+// deadlock or a timed-out wait, every section of t is aborted first (abort),
+// and commit refuses their keys until End.
 func (t *Txn) lock(ctx context.Context, key []byte) (*entry, error) {
 	sh := t.s.shardOf(key)
 	var timer *time.Timer
@@ -61,7 +62,7 @@ func (t *Txn) lock(ctx context.Context, key []byte) (*entry, error) {
 		t.s.dropIfIdleLocked(sh, key, e)
 		sh.mu.Unlock()
 		if err != nil {
-			t.End()
+			t.abort(err)
 			return nil, err
 		}
 	}

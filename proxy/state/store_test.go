@@ -505,3 +505,65 @@ func assertNoEntries(t *testing.T, s *Store) {
 		t.Fatalf("%d keys left", n)
 	}
 }
+
+// A deadlock or a timed-out lock wait aborts every open section of the
+// request. The write that would have closed one of them must not then
+// commit as a blind write: it was computed from a read another request may
+// have overtaken since. It fails with the error that aborted the section,
+// until the request ends or reads the key again.
+func TestCommitAfterAbortedSection(t *testing.T) {
+	for name, abort := range map[string]error{"timeout": ErrLockTimeout, "deadlock": ErrDeadlock} {
+		t.Run(name, func(t *testing.T) {
+			s := New(Options{LockWait: 50 * time.Millisecond})
+			holder, req, other := s.NewTxn(), s.NewTxn(), s.NewTxn()
+			mustLock(t, holder, "b")
+			mustLock(t, req, "a")
+			holderGot := make(chan error, 1)
+			if abort == ErrDeadlock {
+				// holder waits for a, so req's wait for b closes the cycle.
+				go func() { _, _, err := holder.Get(bg(), []byte("a"), abi.ModeLinearizable); holderGot <- err }()
+				waitFor(t, func() bool { return holder.waitingOn.Load() != nil })
+			} else {
+				holderGot <- nil
+			}
+			if _, _, err := req.Get(bg(), []byte("b"), abi.ModeLinearizable); !errors.Is(err, abort) {
+				t.Fatalf("read of b: %v, want %v", err, abort)
+			}
+			if err := <-holderGot; err != nil {
+				t.Fatalf("holder: %v", err)
+			}
+			holder.End()
+			mustLock(t, other, "a")
+			if err := other.Put(bg(), []byte("a"), []byte("other"), abi.ModeLinearizable); err != nil {
+				t.Fatal(err)
+			}
+			if err := req.Put(bg(), []byte("a"), []byte("stale"), abi.ModeLinearizable); !errors.Is(err, abort) {
+				t.Fatalf("commit of the aborted section of a: %v, want %v", err, abort)
+			}
+			if err := req.Delete(bg(), []byte("a"), abi.ModeLinearizable); !errors.Is(err, abort) {
+				t.Fatalf("delete of the aborted section of a: %v, want %v", err, abort)
+			}
+			if err := req.Put(bg(), []byte("b"), []byte("stale"), abi.ModeLinearizable); !errors.Is(err, abort) {
+				t.Fatalf("commit after the failed read of b: %v, want %v", err, abort)
+			}
+			if val, _, _ := other.Get(bg(), []byte("a"), abi.ModeCausal); string(val) != "other" {
+				t.Fatalf("a = %q: the aborted section's write applied", val)
+			}
+			// A blind write of a key the request never read still commits.
+			if err := req.Put(bg(), []byte("c"), []byte("blind"), abi.ModeLinearizable); err != nil {
+				t.Fatalf("blind write after the abort: %v", err)
+			}
+			// Reading a again opens a new section, which commits.
+			mustLock(t, req, "a")
+			if err := req.Put(bg(), []byte("a"), []byte("fresh"), abi.ModeLinearizable); err != nil {
+				t.Fatalf("commit of a new section after the abort: %v", err)
+			}
+			// End forgets the abort: the next request starts clean.
+			req.End()
+			if err := req.Put(bg(), []byte("b"), []byte("next"), abi.ModeLinearizable); err != nil {
+				t.Fatalf("blind write of the next request: %v", err)
+			}
+			assertNoLocks(t, s)
+		})
+	}
+}

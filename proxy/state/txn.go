@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/xfaas/xfaas/internal/abi"
 )
@@ -14,6 +15,9 @@ import (
 type Txn struct {
 	s        *Store
 	sections []section
+	// aborted remembers, until End, the keys whose sections a deadlock or a
+	// timed-out lock wait aborted, each with that error. See commit.
+	aborted []abortedKey
 	// waitingOn is the entry this Txn waits to lock, for the deadlock walk.
 	waitingOn atomicEntry
 }
@@ -23,6 +27,13 @@ type section struct {
 	key   []byte
 	e     *entry // pessimistic: the locked entry
 	stamp uint64 // optimistic: the stamp read
+}
+
+// abortedKey is a key whose section (or the read that was to open it) was
+// aborted, and the error that aborted it.
+type abortedKey struct {
+	key []byte
+	err error
 }
 
 // NewTxn returns a Txn on s.
@@ -84,7 +95,14 @@ func (t *Txn) getPessimistic(ctx context.Context, key []byte) ([]byte, bool, err
 	}
 	e, err := t.lock(ctx, key)
 	if err != nil {
+		// The read failed, so whatever the request writes to key next was
+		// computed without its value: that write fails like those of the
+		// sections lock aborted.
+		t.markAborted(key, err)
 		return nil, false, err
+	}
+	if len(t.aborted) > 0 {
+		t.forgetAbort(key)
 	}
 	t.sections = append(t.sections, section{key: append([]byte(nil), key...), e: e})
 	sh := t.s.shardOf(key)
@@ -95,7 +113,8 @@ func (t *Txn) getPessimistic(ctx context.Context, key []byte) ([]byte, bool, err
 }
 
 // Put writes key. In mode 1 it commits and closes key's section; without an
-// open section it is a blind linearizable write.
+// open section it is a blind linearizable write, unless the request's
+// section on key was aborted (see commit).
 func (t *Txn) Put(ctx context.Context, key, val []byte, mode int32) error {
 	switch mode {
 	case abi.ModeCausal:
@@ -119,11 +138,23 @@ func (t *Txn) Delete(ctx context.Context, key []byte, mode int32) error {
 }
 
 // commit applies a mode-1 write or delete and closes key's section.
+//
+// When a deadlock or a lock timeout aborted key's section, the request's
+// write of key is still the one that was to close that section, computed
+// from a read that other requests may have overtaken since the lock was
+// released. Committing it as a blind write would silently overwrite their
+// updates, so it fails with the error that aborted the section, as does
+// every later mode-1 write of key, until the request ends or reads key in
+// mode 1 again, which opens a new section. A key the request never read
+// in mode 1 is still written blindly.
 func (t *Txn) commit(ctx context.Context, key, val []byte, del bool) error {
 	if err := t.s.checkKey(key); err != nil {
 		return err
 	}
 	if err := t.s.checkValue(val); err != nil {
+		return err
+	}
+	if err := t.abortOf(key); err != nil {
 		return err
 	}
 	if t.s.opts.Scheme == Optimistic {
@@ -197,10 +228,52 @@ func ownedCopy(val []byte, del bool) []byte {
 	return append(make([]byte, 0, len(val)), val...)
 }
 
+// abortOf returns the error that aborted key's section, nil if none did.
+func (t *Txn) abortOf(key []byte) error {
+	for i := range t.aborted {
+		if bytes.Equal(t.aborted[i].key, key) {
+			return t.aborted[i].err
+		}
+	}
+	return nil
+}
+
+// markAborted records that err aborted key's section.
+func (t *Txn) markAborted(key []byte, err error) {
+	for i := range t.aborted {
+		if bytes.Equal(t.aborted[i].key, key) {
+			t.aborted[i].err = err
+			return
+		}
+	}
+	t.aborted = append(t.aborted, abortedKey{key: append([]byte(nil), key...), err: err})
+}
+
+// forgetAbort drops key's aborted section: the request read key again.
+func (t *Txn) forgetAbort(key []byte) {
+	t.aborted = slices.DeleteFunc(t.aborted, func(a abortedKey) bool { return bytes.Equal(a.key, key) })
+}
+
+// abort ends every open section as End does, after a deadlock or a lock
+// timeout (err), and remembers their keys for commit.
+func (t *Txn) abort(err error) {
+	for i := range t.sections {
+		t.aborted = append(t.aborted, abortedKey{key: t.sections[i].key, err: err})
+	}
+	t.release()
+}
+
 // End aborts every open section (a pessimistic section releases its lock; an
 // optimistic one is forgotten). Nothing of an open section is applied, since
 // writes commit immediately. The Txn is ready for the next request.
 func (t *Txn) End() {
+	t.release()
+	clear(t.aborted)
+	t.aborted = t.aborted[:0]
+}
+
+// release ends every open section: a pessimistic one releases its lock.
+func (t *Txn) release() {
 	for i := range t.sections {
 		if e := t.sections[i].e; e != nil {
 			sh := t.s.shardOf(t.sections[i].key)

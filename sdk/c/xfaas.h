@@ -34,7 +34,9 @@
  *         XFAAS_UPDATE_ATTEMPTS);
  *       - on XFAAS_ERR_DEADLOCK or XFAAS_ERR_LOCK_TIMEOUT every open
  *         section of the request was aborted and its locks released: give
- *         up (return a function error) rather than retry one key;
+ *         up (return a function error) rather than retry one key; a later
+ *         commit of an aborted section fails with the same status, since
+ *         its value was computed from a read others may have overtaken;
  *       - a request that returns, traps or times out with a section still
  *         open applies nothing of it and the host releases its lock.
  *

@@ -44,7 +44,8 @@ func (s *State) GetLinear(key string) (val []byte, ok bool, err error) {
 // SetLinear sets key to val and closes the critical section GetLinear opened
 // on it (mode 1). On ErrConflict the section is closed and nothing was
 // written; on ErrDeadlock or ErrLockTimeout every open section of the
-// request was aborted.
+// request was aborted. Committing an aborted section later fails with the
+// same error, until GetLinear opens a new section on the key.
 func (s *State) SetLinear(key string, val []byte) error {
 	return s.set(key, val, modeLinearizable)
 }
