@@ -388,7 +388,7 @@ func (s *remoteSet) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.all {
-		r.close()
+		r.hangUp()
 	}
 	s.all = nil
 }

@@ -19,10 +19,17 @@ type remoteState struct {
 	// pessimistic: mode-1 operations may wait for a lock on the primary.
 	pessimistic bool
 	conn        *wire.SyncClient
-	// open: a mode-1 operation ran in this request, so End must reach the
-	// primary to close what may still be open.
+	// open: a mode-1 operation ran on conn in this request, so End must
+	// reach the primary to close what may still be open.
 	open bool
+	// lost: conn broke while open, taking the request's sections with it.
+	// Mode-1 operations fail until End (see call).
+	lost bool
 }
+
+// errSectionLost is what a mode-1 operation returns after the request lost
+// its sections with its connection.
+var errSectionLost = fmt.Errorf("%w: the connection to the primary broke with critical sections open", state.ErrUnavailable)
 
 var _ Accessor = (*remoteState)(nil)
 
@@ -58,6 +65,7 @@ func (r *remoteState) Delete(ctx context.Context, key []byte, mode int32) error 
 // End closes the request's sections on the primary. Only a request that ran
 // a mode-1 operation pays for the round trip.
 func (r *remoteState) End() {
+	r.lost = false
 	if !r.open || r.conn == nil {
 		return
 	}
@@ -65,13 +73,31 @@ func (r *remoteState) End() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := r.conn.Call(ctx, methodStateEnd, nil); err != nil {
-		// The connection is closed now; the primary ends its transaction
-		// when it sees the connection go.
-		r.conn = nil
+		// The primary ends its transaction when it sees the connection go.
+		r.hangUp()
 	}
 }
 
+// call runs one state operation on the primary, connecting first if the
+// worker has no connection.
+//
+// The primary runs one transaction per connection, and the request's
+// sections live in it: when the connection breaks, the primary ends that
+// transaction, releasing the locks (or forgetting the stamps) the request's
+// mode-1 reads took. A write_state(k, 1) sent on a new connection would find
+// no section there and commit as a blind write, over whatever other requests
+// committed to k since. So once a connection breaks after a mode-1
+// operation of the request, every further mode-1 operation of the request
+// fails as unavailable, without reaching the primary, until End. That
+// refuses more than the lost sections (a read that would open a new one, a
+// blind write), since the secondary does not track which keys had sections;
+// a broken connection is rare, and like a deadlock it ends the request's
+// linearizable work, which only the function knows how to redo. Mode-0
+// operations have no section to lose and reconnect.
 func (r *remoteState) call(ctx context.Context, method uint8, op stateOp) (int32, []byte, error) {
+	if r.lost && op.mode == abi.ModeLinearizable {
+		return 0, nil, errSectionLost
+	}
 	if r.conn == nil {
 		conn, err := wire.DialSync(ctx, r.primary)
 		if err != nil {
@@ -92,21 +118,25 @@ func (r *remoteState) call(ctx context.Context, method uint8, op stateOp) (int32
 	} else {
 		reply, err = r.conn.Call(ctx, method, op.encode())
 	}
-	if err != nil {
-		if ctx.Err() == nil {
-			r.conn.Close()
-			r.conn = nil
+	if err == nil {
+		var code int32
+		var val []byte
+		if code, val, err = decodeStateReply(reply); err == nil {
+			return code, val, nil
 		}
-		return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
 	}
-	code, val, err := decodeStateReply(reply)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+	// The exchange failed or its reply made no sense: what the primary
+	// holds for this connection is unknown, so the connection goes.
+	r.hangUp()
+	if r.open {
+		r.open, r.lost = false, true
 	}
-	return code, val, nil
+	return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
 }
 
-func (r *remoteState) close() {
+// hangUp closes the connection to the primary, which then ends its
+// transaction.
+func (r *remoteState) hangUp() {
 	if r.conn != nil {
 		r.conn.Close()
 		r.conn = nil

@@ -38,7 +38,11 @@
  *         commit of an aborted section fails with the same status, since
  *         its value was computed from a read others may have overtaken;
  *       - a request that returns, traps or times out with a section still
- *         open applies nothing of it and the host releases its lock.
+ *         open applies nothing of it and the host releases its lock;
+ *       - on a secondary container, XFAAS_ERR_UNAVAILABLE in a request
+ *         that made mode 1 calls may mean its sections were lost with the
+ *         connection to the primary: every later mode 1 call of the
+ *         request then fails with it, so give up too.
  *
  * Pull mode: a function that lists another function in its depends_on
  * config can read that function's sessions' state with xfaas_pull_state, a

@@ -30,6 +30,8 @@ const (
 	ErrInvalid Errno = -7
 	// ErrUnavailable: the session state cannot be reached (a secondary
 	// container lost its primary, or Pull found no reachable primary).
+	// A secondary that lost its connection to the primary with critical
+	// sections open fails every later mode 1 call of the request with it.
 	ErrUnavailable Errno = -8
 	// ErrStateFull: the session's total state size limit was reached.
 	ErrStateFull Errno = -9

@@ -75,6 +75,8 @@ func (s *State) DeleteLinear(key string) error {
 //
 // Update does not retry ErrDeadlock or ErrLockTimeout: they abort every open
 // section of the request, and only the caller knows how to redo all of it.
+// Nor does it retry ErrUnavailable: on a secondary that lost its connection
+// to the primary, every mode 1 call fails with it until the request ends.
 func (s *State) Update(key string, fn func(old []byte, ok bool) (val []byte, err error)) error {
 	var err error
 	for range UpdateAttempts {

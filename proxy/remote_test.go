@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/internal/abi"
+	"github.com/xfaas/xfaas/proxy/state"
+)
+
+// A section a secondary opened lives in the primary's transaction for the
+// worker's connection. When that connection breaks mid-request, the primary
+// ends the transaction and releases the key; the request must not then
+// reconnect and commit its write as a blind write over another request's
+// update. Its mode-1 operations fail as unavailable until it ends, whether
+// it finds the connection broken on a mode-0 call or on the commit itself.
+func TestSectionLostWithItsConnection(t *testing.T) {
+	for _, lock := range []string{"pessimistic", "optimistic"} {
+		for _, foundBy := range []string{"read", "commit"} {
+			t.Run(lock+"/"+foundBy, func(t *testing.T) { testSectionLost(t, lock, foundBy) })
+		}
+	}
+}
+
+func testSectionLost(t *testing.T, lock, foundBy string) {
+	_, primary := startContainer(t, Options{CacheDir: compileCache})
+	bindCounter(t, primary, RolePrimary, "", lock)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := []byte("count")
+	a := &remoteState{primary: primary.Addr(), pessimistic: lock == "pessimistic"}
+	defer a.hangUp()
+	if _, _, err := a.Get(ctx, key, abi.ModeLinearizable); err != nil {
+		t.Fatal(err)
+	}
+	a.conn.Close() // the connection breaks; the primary ends a's transaction
+
+	b := &remoteState{primary: primary.Addr(), pessimistic: lock == "pessimistic"}
+	defer b.hangUp()
+	if _, _, err := b.Get(ctx, key, abi.ModeLinearizable); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, key, []byte("B"), abi.ModeLinearizable); err != nil {
+		t.Fatal(err)
+	}
+	b.End()
+
+	switch foundBy {
+	case "read":
+		if _, _, err := a.Get(ctx, []byte("other"), abi.ModeCausal); !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("read on the broken connection: %v, want unavailable", err)
+		}
+		if _, _, err := a.Get(ctx, []byte("other"), abi.ModeCausal); err != nil {
+			t.Fatalf("mode-0 read after reconnecting: %v", err)
+		}
+	case "commit":
+		if err := a.Put(ctx, key, []byte("A"), abi.ModeLinearizable); !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("commit on the broken connection: %v, want unavailable", err)
+		}
+	}
+	if err := a.Put(ctx, key, []byte("A"), abi.ModeLinearizable); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("commit of the lost section: %v, want unavailable", err)
+	}
+	if err := a.Delete(ctx, key, abi.ModeLinearizable); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("delete in the lost section: %v, want unavailable", err)
+	}
+	if _, _, err := a.Get(ctx, key, abi.ModeLinearizable); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("new section after the loss: %v, want unavailable", err)
+	}
+	a.End()
+	if val, _, _ := b.Get(ctx, key, abi.ModeCausal); string(val) != "B" {
+		t.Fatalf("count = %q: b's update was overwritten", val)
+	}
+
+	// The next request starts clean.
+	if _, _, err := a.Get(ctx, key, abi.ModeLinearizable); err != nil {
+		t.Fatalf("next request's read: %v", err)
+	}
+	if err := a.Put(ctx, key, []byte("A"), abi.ModeLinearizable); err != nil {
+		t.Fatalf("next request's commit: %v", err)
+	}
+	a.End()
+}
