@@ -100,3 +100,4 @@ func (noState) Get(context.Context, []byte, int32) ([]byte, bool, error) {
 func (noState) Put(context.Context, []byte, []byte, int32) error { return state.ErrUnavailable }
 func (noState) Delete(context.Context, []byte, int32) error      { return state.ErrUnavailable }
 func (noState) End()                                             {}
+func (noState) Close()                                           {}

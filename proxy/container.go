@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -370,18 +371,32 @@ func (nb *bound) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// remoteSet tracks a secondary's connections to its primary, to close them.
+// remoteSet tracks the state accessors of a secondary's workers, to close
+// their connections to the primary when the container closes. A worker
+// that retires takes its own out (remoteState.Close).
 type remoteSet struct {
 	mu  sync.Mutex
 	all []*remoteState
 }
 
 func (s *remoteSet) add(primary string, pessimistic bool) *remoteState {
-	r := &remoteState{primary: primary, pessimistic: pessimistic}
+	r := &remoteState{primary: primary, pessimistic: pessimistic, set: s}
 	s.mu.Lock()
 	s.all = append(s.all, r)
 	s.mu.Unlock()
 	return r
+}
+
+// remove takes r out of the set and reports whether it was there.
+func (s *remoteSet) remove(r *remoteState) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.all, r)
+	if i < 0 {
+		return false
+	}
+	s.all = slices.Delete(s.all, i, i+1)
+	return true
 }
 
 func (s *remoteSet) closeAll() {

@@ -23,6 +23,9 @@ type Accessor interface {
 	Delete(ctx context.Context, key []byte, mode int32) error
 	// End aborts the request's open sections and releases its locks.
 	End()
+	// Close releases what the accessor holds beyond a request (a
+	// secondary's connection to the primary): its worker retired.
+	Close()
 }
 
 var _ Accessor = (*state.Txn)(nil)

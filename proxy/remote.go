@@ -25,6 +25,8 @@ type remoteState struct {
 	// lost: conn broke while open, taking the request's sections with it.
 	// Mode-1 operations fail until End (see call).
 	lost bool
+	// set tracks r for the container's close; nil when untracked.
+	set *remoteSet
 }
 
 // errSectionLost is what a mode-1 operation returns after the request lost
@@ -132,6 +134,16 @@ func (r *remoteState) call(ctx context.Context, method uint8, op stateOp) (int32
 		r.open, r.lost = false, true
 	}
 	return 0, nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+}
+
+// Close hangs up for good: the worker retires. The container's closeAll
+// hangs up on what is still in the set, so Close leaves r to it if it took
+// r out first, and the two never close one connection together.
+func (r *remoteState) Close() {
+	if r.set != nil && !r.set.remove(r) {
+		return
+	}
+	r.hangUp()
 }
 
 // hangUp closes the connection to the primary, which then ends its

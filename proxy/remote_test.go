@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,14 +32,14 @@ func testSectionLost(t *testing.T, lock, foundBy string) {
 	defer cancel()
 	key := []byte("count")
 	a := &remoteState{primary: primary.Addr(), pessimistic: lock == "pessimistic"}
-	defer a.hangUp()
+	defer a.Close()
 	if _, _, err := a.Get(ctx, key, abi.ModeLinearizable); err != nil {
 		t.Fatal(err)
 	}
 	a.conn.Close() // the connection breaks; the primary ends a's transaction
 
 	b := &remoteState{primary: primary.Addr(), pessimistic: lock == "pessimistic"}
-	defer b.hangUp()
+	defer b.Close()
 	if _, _, err := b.Get(ctx, key, abi.ModeLinearizable); err != nil {
 		t.Fatal(err)
 	}
@@ -82,4 +83,45 @@ func testSectionLost(t *testing.T, lock, foundBy string) {
 		t.Fatalf("next request's commit: %v", err)
 	}
 	a.End()
+}
+
+// Each worker of a secondary has its own connection to the primary, which
+// holds a goroutine and a transaction there. A worker that retires (trimmed
+// when idle, or discarded) closes it; only the live workers keep theirs.
+func TestRetiredWorkersCloseTheirStateConnections(t *testing.T) {
+	_, primary := startContainer(t, Options{CacheDir: compileCache})
+	bindCounter(t, primary, RolePrimary, "", "pessimistic")
+	sc, sec := startContainer(t, Options{CacheDir: compileCache, IdleTimeout: 50 * time.Millisecond})
+	bindCounter(t, sec, RoleSecondary, primary.Addr(), "pessimistic")
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := sec.Invoke(context.Background(), []byte("incr")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b := sc.bound()
+	if forks := b.pool.Status().Forks; forks < 2 {
+		t.Skipf("the secondary ran the requests on %d worker: nothing to trim", forks)
+	}
+	waitUntil(t, "trimmed to one worker", func() bool { return b.pool.Status().Live == 1 })
+	b.remotes.mu.Lock()
+	open, all := 0, len(b.remotes.all)
+	for _, r := range b.remotes.all {
+		if r.conn != nil {
+			open++
+		}
+	}
+	b.remotes.mu.Unlock()
+	if open > 1 || all > 1 {
+		t.Fatalf("1 live worker but %d state connections open (%d accessors kept)", open, all)
+	}
+	if out, err := sec.Invoke(context.Background(), []byte("get")); err != nil || out == nil {
+		t.Fatalf("the remaining worker: %q, %v", out, err)
+	}
 }

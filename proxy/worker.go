@@ -64,6 +64,7 @@ func (p *Pool) newWorker(ctx context.Context, sl *slot, onSlot bool) (*worker, e
 		if w.inst != nil {
 			w.inst.Close(context.Background())
 		}
+		w.acc.Close()
 		return nil, classifyStartError(err, w.stderr.tail())
 	}
 	w.handle = w.inst.ExportedFunction(abi.Handle)
@@ -149,7 +150,10 @@ func functionError(rc int32, c *call) error {
 	return apierror.New(apierror.FunctionError, "%s", msg)
 }
 
-// close closes the instance on its slot thread.
+// close closes the instance on its slot thread, and the worker's state
+// accessor: on a secondary, each worker has a connection to the primary,
+// which holds a goroutine and a transaction there.
 func (w *worker) close(onSlot bool) {
 	w.exec(onSlot, func() { w.inst.Close(context.Background()) })
+	w.acc.Close()
 }

@@ -272,6 +272,10 @@ func (t *Txn) End() {
 	t.aborted = t.aborted[:0]
 }
 
+// Close is End: a Txn holds nothing beyond its sections. It lets a Txn be a
+// handle its user closes when it retires.
+func (t *Txn) Close() { t.End() }
+
 // release ends every open section: a pessimistic one releases its lock.
 func (t *Txn) release() {
 	for i := range t.sections {
