@@ -97,7 +97,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 		return nil, err
 	}
 	s.ckpts = &checkpointIndex{js: js, durable: proxy.NewCheckpointStore(js)}
-	if err := s.addrs.follow(ctx, deps.NATS, s.sched.primaryChanged); err != nil {
+	if err := s.addrs.follow(ctx, deps.NATS, deps.Registry, s.sched.primaryChanged); err != nil {
 		s.Close(ctx)
 		return nil, err
 	}

@@ -25,7 +25,8 @@
 // registry: Consul, or memory in dev). It can be stale in two ways. It may
 // miss an update entirely (a lost message, or one published before it
 // subscribed): on a miss it asks a responder of the lookup subject (see
-// [ServeLookups]), which the control plane answers from its registry. And it
+// [ServeLookups]), which the control plane answers from its own table and,
+// when that knows no primary, from its registry. And it
 // may point at a container that died without a "down": a caller that
 // cannot reach the address reports the state unavailable until a newer
 // update arrives. Sequence numbers come from wall clocks, so across processes
