@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,6 +51,12 @@ func runProxy(ctx context.Context, env *cli, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Our stdout and stderr are pipes to a supervisor (the Nomad driver's
+	// shim, xfaas dev) that may die before us. Unless SIGPIPE is handled,
+	// the Go runtime kills the process at its next write to a broken fd 1
+	// or 2; ignored, the write fails with EPIPE, which the logger drops, and
+	// the container keeps serving (RATIONALE.md, "Nomad driver").
+	signal.Ignore(syscall.SIGPIPE)
 	log := hclog.New(&hclog.LoggerOptions{Name: "xfaas-proxy", Level: hclog.LevelFromString(*logLevel), Output: env.stderr, JSONFormat: *logJSON})
 
 	if *id == "" {

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/testwasm"
 	"github.com/xfaas/xfaas/internal/wire"
 	"github.com/xfaas/xfaas/proxy"
@@ -90,5 +94,74 @@ func TestProxyRefusesAnInvalidModule(t *testing.T) {
 	err := p.cmd.Wait()
 	if err == nil || !strings.Contains(p.stderr.String(), `no exported function "handle"`) {
 		t.Fatalf("exit %v, stderr:\n%s", err, p.stderr)
+	}
+}
+
+// A proxy whose supervisor died (its stdout and stderr are pipes nobody
+// reads any more) keeps serving: a log line after that is dropped, and
+// does not kill it with SIGPIPE.
+func TestProxySurvivesItsOutputReader(t *testing.T) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(xfaasBin, "proxy", "--no-cgroups", "--grace", "1s", "--listen", "tcp://127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = outW, errW
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	errW.Close()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	var ready readyLine
+	line, err := bufio.NewReader(outR).ReadBytes('\n')
+	if err != nil || json.Unmarshal(line, &ready) != nil {
+		t.Fatalf("ready line %q, %v", line, err)
+	}
+	outR.Close()
+	errR.Close()
+
+	// Binding logs "bound" on stderr.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := proxy.Dial(ctx, ready.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := proxy.Binding{Function: "hello", Session: "s", Role: proxy.RolePrimary, Config: fnconfig.Default(), Module: testwasm.Bytes(t, "c/hello")}
+	if err := c.Bind(ctx, b); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	if _, err := c.Invoke(ctx, nil); err != nil {
+		t.Fatalf("invoke after a log line to a closed pipe: %v", err)
+	}
+	var st proxy.Status
+	getJSON(t, ready.Addr, "/v1/status", &st)
+	select {
+	case <-exited:
+		t.Fatalf("the proxy exited: %v", waitErr)
+	default:
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("exit after SIGTERM: %v", waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit 30s after SIGTERM")
 	}
 }
