@@ -44,25 +44,24 @@ func newHandle(state TaskState, group *cgroup.Group, shimProc *os.Process, logge
 // run waits for the container to exit and records its result; it gives up
 // without a result when ctx (the driver's) is done.
 func (h *taskHandle) run(ctx context.Context) {
-	waited := false
 	if h.shim != nil {
-		_, err := h.shim.Wait()
-		if err != nil {
+		if _, err := h.shim.Wait(); err != nil {
 			h.logger.Warn("failed to wait for the shim", "error", err)
 		}
-		waited = err == nil
+		if alive(h.state.ProxyPID, h.state.ProxyStart) {
+			h.logger.Warn("the shim exited before its container; watching the container", "pid", h.state.ProxyPID)
+		}
 	}
-	if !waited {
-		// Recovered, or the wait failed: the shim is not (or no longer)
-		// our child, so watch the processes instead.
-		t := time.NewTicker(pollInterval)
-		defer t.Stop()
-		for alive(h.state.ShimPID, h.state.ShimStart) || alive(h.state.ProxyPID, h.state.ProxyStart) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+	// Recovered, the wait failed, or the shim was killed and left the proxy
+	// serving (RATIONALE.md, "Nomad driver"): the container has not exited
+	// until both processes are gone, and only then is the status file final.
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for alive(h.state.ShimPID, h.state.ShimStart) || alive(h.state.ProxyPID, h.state.ProxyStart) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 	h.finish(h.readResult())

@@ -1,0 +1,75 @@
+package driver
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"golang.org/x/sys/unix"
+
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/testwasm"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// A killed shim leaves its container serving, as RATIONALE.md says: the
+// driver that started the shim reports no exit while the proxy runs, even
+// after the proxy wrote a log line to the dead shim's pipe, and reports
+// the exit as unknown once the proxy is gone.
+func TestShimKilledWhileDriverIsParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, h := e.driver()
+	task := e.task(h, &TaskConfig{MaxWorkers: 2}, true)
+	handle, _ := e.start(h, task)
+	st := state(t, handle)
+	ch, err := h.WaitTask(context.Background(), task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(st.ShimPID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the shim to exit", func() bool { return !alive(st.ShimPID, st.ShimStart) })
+	// Binding logs "bound" on the proxy's stderr, a pipe nobody reads now.
+	bind(t, st.Addr)
+
+	select {
+	case res := <-ch:
+		t.Fatalf("WaitTask = %+v while the proxy runs (alive: %v)", res, alive(st.ProxyPID, st.ProxyStart))
+	case <-time.After(2 * time.Second):
+	}
+	if !alive(st.ProxyPID, st.ProxyStart) {
+		t.Fatal("the proxy died with its shim")
+	}
+	healthz(t, st.Addr)
+	if status, err := h.InspectTask(task.ID); err != nil || status.State != drivers.TaskStateRunning {
+		t.Fatalf("InspectTask = %+v, %v; want it running", status, err)
+	}
+
+	if err := unix.Kill(st.ProxyPID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	res := result(t, ch, 5*time.Second)
+	if res.ExitCode != -1 || res.Err == nil || !strings.Contains(res.Err.Error(), "shim was killed") {
+		t.Fatalf("WaitTask = %+v; want an unknown exit", res)
+	}
+}
+
+// bind binds the pool container at addr to a session of c/hello.
+func bind(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := proxy.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := proxy.Binding{Function: "hello", Session: "s", Role: proxy.RolePrimary, Config: fnconfig.Default(), Module: testwasm.Bytes(t, "c/hello")}
+	if err := c.Bind(ctx, b); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+}
