@@ -2,6 +2,9 @@ package driver
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +74,31 @@ func bind(t *testing.T, addr string) {
 	b := proxy.Binding{Function: "hello", Session: "s", Role: proxy.RolePrimary, Config: fnconfig.Default(), Module: testwasm.Bytes(t, "c/hello")}
 	if err := c.Bind(ctx, b); err != nil {
 		t.Fatalf("bind: %v", err)
+	}
+}
+
+// The proxy holds no pipe but its stdout and stderr: not the write end of
+// the shim's report pipe (the shim's fd 3), nor a pipe that whatever
+// started the test leaked to it.
+func TestProxyHoldsNoReportPipe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, h := e.driver()
+	task := e.task(h, &TaskConfig{}, false)
+	handle, _ := e.start(h, task)
+	st := state(t, handle)
+	dir := filepath.Join("/proc", strconv.Itoa(st.ProxyPID), "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range entries {
+		link, err := os.Readlink(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if strings.HasPrefix(link, "pipe:") && ent.Name() != "1" && ent.Name() != "2" {
+			t.Errorf("the proxy holds %s as fd %s", link, ent.Name())
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -114,8 +115,12 @@ func run(args []string) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
+	if err := inheritOnlyStdio(); err != nil {
+		fmt.Fprintln(os.Stderr, "xfaas shim:", err)
+	}
 	var report io.WriteCloser = nopCloser{io.Discard}
 	if o.reportFD > 0 {
+		syscall.CloseOnExec(o.reportFD) // even if inheritOnlyStdio failed
 		report = os.NewFile(uintptr(o.reportFD), "report")
 	}
 	stdout, stderr := OpenLog(o.stdout), OpenLog(o.stderr)
@@ -147,6 +152,24 @@ func run(args []string) error {
 	case <-time.After(copyGrace):
 	}
 	return WriteStatus(o.status, exitStatus(cmd.ProcessState, waitErr, tail.String()))
+}
+
+// inheritOnlyStdio marks every descriptor above stderr close-on-exec, so
+// that the container gets its stdin, stdout and stderr and nothing else the
+// shim holds: not the report pipe's write end, which it would otherwise
+// keep for life, nor what the shim's parents leaked to it (Go's exec
+// passes on every descriptor that is not close-on-exec).
+func inheritOnlyStdio() error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd) // EBADF for ReadDir's own, closed by now
+		}
+	}
+	return nil
 }
 
 // start starts the container with its output on pipes, in its own process
