@@ -356,29 +356,35 @@ func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) e
 }
 
 // DestroyTask forgets the task and removes its cgroup; a running container
-// is an error unless force, which kills it.
+// is an error unless force, which kills it. Once it gets past that check it
+// forgets the task even when the clean-up fails, as rawexec does: Nomad
+// only logs the error and never calls again, and a handle kept would make
+// a later StartTask of the same task fail.
 func (d *Driver) DestroyTask(taskID string, force bool) error {
 	h, ok := d.tasks.get(taskID)
 	if !ok {
 		return drivers.ErrTaskNotFound
 	}
+	if h.running() && !force {
+		return fmt.Errorf("cannot destroy running task %s; stop it first or force", taskID)
+	}
+	defer d.tasks.delete(taskID)
+	var errs []error
 	if h.running() {
-		if !force {
-			return fmt.Errorf("cannot destroy running task %s; stop it first or force", taskID)
-		}
 		if err := h.kill(); err != nil {
 			d.logger.Warn("failed to kill container", "task_id", taskID, "error", err)
 		}
 		if !h.waitDone(killWait) {
-			return fmt.Errorf("container of task %s did not exit after SIGKILL", taskID)
+			errs = append(errs, fmt.Errorf("container did not exit %v after SIGKILL", killWait))
 		}
 	}
 	if h.group != nil {
-		if err := errors.Join(h.group.Kill(), h.group.Remove()); err != nil {
-			return fmt.Errorf("destroy task %s: %w", taskID, err)
-		}
+		errs = append(errs, h.group.Kill(), h.group.Remove())
 	}
-	d.tasks.delete(taskID)
+	if err := errors.Join(errs...); err != nil {
+		d.logger.Warn("failed to clean up destroyed task", "task_id", taskID, "cgroup", h.state.Cgroup, "error", err)
+		return fmt.Errorf("destroy task %s: %w", taskID, err)
+	}
 	return nil
 }
 

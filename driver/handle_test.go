@@ -3,9 +3,11 @@ package driver
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +103,48 @@ func TestProxyHoldsNoReportPipe(t *testing.T) {
 			t.Errorf("the proxy holds %s as fd %s", link, ent.Name())
 		}
 	}
+}
+
+// A DestroyTask whose clean-up fails still forgets the task (Nomad ignores
+// the error and never retries): here a foreign process in the container's
+// memory group, which the kill does not reach (it reads the cpu hierarchy),
+// keeps the group from being removed. The same task can start again.
+func TestDestroyTaskForgetsTaskWhenCleanupFails(t *testing.T) {
+	t.Parallel()
+	if v2() {
+		t.Skip("needs cgroup v1: the foreign process hides in the memory hierarchy only")
+	}
+	e := newEnv(t)
+	_, h := e.driver()
+	task := e.task(h, &TaskConfig{}, false)
+	handle, _, err := h.StartTask(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := state(t, handle)
+	foreign := exec.Command("sleep", "300")
+	if err := foreign.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopForeign := sync.OnceFunc(func() { _ = foreign.Process.Kill(); _ = foreign.Wait() })
+	t.Cleanup(stopForeign)
+	procs := filepath.Join(cgroupDir("memory", st.Cgroup), "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(foreign.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.DestroyTask(task.ID, true); err == nil {
+		t.Fatal("DestroyTask = nil; want the failed cgroup removal")
+	} else {
+		t.Logf("DestroyTask: %v", err)
+	}
+	if _, err := h.InspectTask(task.ID); err == nil || !strings.Contains(err.Error(), drivers.ErrTaskNotFound.Error()) {
+		t.Fatalf("InspectTask after DestroyTask = %v; want the task forgotten", err)
+	}
+	if alive(st.ProxyPID, st.ProxyStart) {
+		t.Error("the proxy survived DestroyTask")
+	}
+
+	stopForeign()
+	e.start(h, task)
 }
