@@ -204,6 +204,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if _, ok := d.tasks.get(cfg.ID); ok {
 		return nil, nil, fmt.Errorf("task %s is already started", cfg.ID)
 	}
+	if cfg.User != "" {
+		return nil, nil, fmt.Errorf("%w: user %q: xfaas containers run as the Nomad client's user (see the driver's README); remove the task's user", ErrInvalidConfig, cfg.User)
+	}
 	tc, err := decodeTaskConfig(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -353,6 +353,24 @@ func TestBadTaskConfig(t *testing.T) {
 	}
 }
 
+// A task user is refused: the proxy runs as the driver's user (it creates
+// and writes its workers' cgroups), and silently ignoring the jobspec's
+// user would run a container as root that was meant to run as nobody.
+func TestStartTaskRefusesUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, h := e.driver()
+	task := e.task(h, &TaskConfig{}, false)
+	task.User = "nobody"
+	if _, _, err := h.StartTask(task); err == nil || !strings.Contains(err.Error(), `user "nobody"`) {
+		t.Fatalf("StartTask with user nobody = %v; want it refused", err)
+	}
+	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("container group left behind: %v", err)
+	}
+}
+
 // A new driver instance (a restarted plugin) recovers a running container
 // from the saved handle, and can stop it and wait for it.
 func TestRecoverTask(t *testing.T) {
