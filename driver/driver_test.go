@@ -2,11 +2,13 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/testbin"
 )
 
 func TestFingerprint(t *testing.T) {
@@ -368,6 +371,36 @@ func TestStartTaskRefusesUser(t *testing.T) {
 	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("container group left behind: %v", err)
+	}
+}
+
+// The pool jobspec reserves what the driver gives its containers, for the
+// default size and a smaller one.
+func TestPoolJobspecReservesContainerMemory(t *testing.T) {
+	t.Parallel()
+	nomad := testbin.Tool(t, "nomad")
+	spec := filepath.Join(testbin.Root(), "jobspecs", "xfaas-pool.nomad.hcl")
+	for _, workers := range []int{10, 2} {
+		out, err := exec.Command(nomad, "job", "run", "-output", "-var", "max_workers="+itoa(workers), spec).Output()
+		if err != nil {
+			t.Fatalf("nomad job run -output: %v", err)
+		}
+		var job struct {
+			Job struct {
+				TaskGroups []struct {
+					Tasks []struct{ Resources struct{ MemoryMB int64 } }
+				}
+			}
+		}
+		if err := json.Unmarshal(out, &job); err != nil {
+			t.Fatal(err)
+		}
+		got := job.Job.TaskGroups[0].Tasks[0].Resources.MemoryMB
+		tc := &TaskConfig{MaxWorkers: workers}
+		tc.fill()
+		if want := *containerResources(tc).Memory.Limit >> 20; got != want {
+			t.Errorf("max_workers=%d: the jobspec reserves %d MB; the container's limit is %d MiB", workers, got, want)
+		}
 	}
 }
 

@@ -34,10 +34,25 @@ variable "worker_memory_mb" {
   default = 128
 }
 
-variable "memory_mb" {
+variable "cpu_mhz" {
   type        = number
-  default     = 256
-  description = "memory Nomad reserves for a container; the cgroup limit is max_workers x worker_memory_mb + 96"
+  default     = 500
+  description = "CPU Nomad reserves for a container, in MHz; its cgroup quota is max_workers x worker_cpu_millicores + 1000 millicores (see below)"
+}
+
+# What the driver gives a container (driver/README.md, cgroup.Container):
+# the workers' sum plus the proxy's own share. With the defaults:
+#   memory: 10 x 128 MiB + 96 MiB = 1376 MiB
+#   CPU:    10 x 100 mc + 1000 mc = 2000 millicores (2 cores)
+# Nomad reserves the memory in full, so that it never places more
+# containers on a node than the node's memory holds. The CPU quota is a
+# ceiling the container reaches only under load, and a busy node's CPU is
+# divided among containers by their cgroup shares (1024 per 1000
+# millicores) anyway; so cpu_mhz reserves less. To reserve the whole
+# quota, set cpu_mhz to 2000 x (the node's MHz per core) / 1000, which is
+# all of a 2-core node.
+locals {
+  memory_mb = var.max_workers * var.worker_memory_mb + 96
 }
 
 job "xfaas-pool" {
@@ -97,8 +112,8 @@ job "xfaas-pool" {
       }
 
       resources {
-        cpu    = 100
-        memory = var.memory_mb
+        cpu    = var.cpu_mhz
+        memory = local.memory_mb
       }
 
       service {
