@@ -216,6 +216,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	d.warnOvercommit(cfg, tc)
 	group, err := d.createGroup(conf, cfg, tc)
 	if err != nil {
 		return nil, nil, err
@@ -271,6 +272,32 @@ func (d *Driver) createGroup(conf Config, cfg *drivers.TaskConfig, tc *TaskConfi
 		return nil, fmt.Errorf("create container cgroup: %w", err)
 	}
 	return g, nil
+}
+
+// warnOvercommit warns, in the log and as a task event, when Nomad reserves
+// less memory for the task than its container may use: Nomad would then
+// place more containers on the node than its memory holds. CPU is not
+// compared: the container's quota is a ceiling for bursts (RATIONALE.md,
+// "Workers and cgroups"), and Nomad counts MHz, not cores.
+func (d *Driver) warnOvercommit(cfg *drivers.TaskConfig, tc *TaskConfig) {
+	reserved, limit, short := memoryShortfall(cfg, tc)
+	if !short {
+		return
+	}
+	d.logger.Warn("task reserves less memory than its container may use", "task_id", cfg.ID, "reserved_mb", reserved, "limit_mb", limit)
+	d.emit(cfg, fmt.Sprintf("The job reserves %d MB of memory; the container may use %d MiB (max_workers x worker_memory_mb + %d)",
+		reserved, limit, cgroup.ContainerOverheadMB))
+}
+
+// memoryShortfall compares the memory Nomad reserves for the task with its
+// container's limit, in MiB; short when a reservation is below the limit.
+func memoryShortfall(cfg *drivers.TaskConfig, tc *TaskConfig) (reserved, limit int64, short bool) {
+	if cfg.Resources == nil || cfg.Resources.NomadResources == nil {
+		return 0, 0, false
+	}
+	reserved = cfg.Resources.NomadResources.Memory.MemoryMB
+	limit = *containerResources(tc).Memory.Limit >> 20
+	return reserved, limit, reserved > 0 && reserved < limit
 }
 
 // removeGroup kills what is left in g and removes it.

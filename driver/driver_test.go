@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/nomad/nomad/structs"
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
@@ -374,6 +375,29 @@ func TestStartTaskRefusesUser(t *testing.T) {
 	}
 }
 
+// A job that reserves less memory than the container's cgroup allows is
+// reported: Nomad would overpack the node.
+func TestMemoryShortfall(t *testing.T) {
+	t.Parallel()
+	tc := &TaskConfig{MaxWorkers: 10, WorkerCPUMillicores: 100, WorkerMemoryMB: 128}
+	for _, c := range []struct {
+		res   *drivers.Resources
+		short bool
+	}{
+		{nil, false},
+		{&drivers.Resources{}, false},
+		{reserve(256), true},
+		{reserve(1375), true},
+		{reserve(1376), false}, // 10 x 128 + 96
+		{reserve(2048), false},
+	} {
+		task := &drivers.TaskConfig{Resources: c.res}
+		if reserved, limit, short := memoryShortfall(task, tc); short != c.short || (c.res != nil && c.res.NomadResources != nil && limit != 1376) {
+			t.Errorf("memoryShortfall(%d MB reserved) = %d, %d, %v; want short %v of 1376", reserved, reserved, limit, short, c.short)
+		}
+	}
+}
+
 // The pool jobspec reserves what the driver gives its containers, for the
 // default size and a smaller one.
 func TestPoolJobspecReservesContainerMemory(t *testing.T) {
@@ -402,6 +426,10 @@ func TestPoolJobspecReservesContainerMemory(t *testing.T) {
 			t.Errorf("max_workers=%d: the jobspec reserves %d MB; the container's limit is %d MiB", workers, got, want)
 		}
 	}
+}
+
+func reserve(mb int64) *drivers.Resources {
+	return &drivers.Resources{NomadResources: &structs.AllocatedTaskResources{Memory: structs.AllocatedMemoryResources{MemoryMB: mb}}}
 }
 
 // A new driver instance (a restarted plugin) recovers a running container
