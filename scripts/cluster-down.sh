@@ -35,13 +35,17 @@ if alive "$state/nomad.pid"; then
 	for job in xfaas-controlplane $jobs; do
 		nomad job stop -purge -detach "$job" >/dev/null 2>&1 || true
 	done
-	say "waiting for the allocations to stop"
-	for _ in $(seq 150); do
-		running=$(curl -sf --get --data-urlencode 'filter=ClientStatus == "running" or ClientStatus == "pending"' \
-			http://127.0.0.1:4646/v1/allocations | grep -o '"ID"' | wc -l || true)
-		[ "${running:-0}" -eq 0 ] && break
-		sleep 0.2
-	done
+	if ! command -v curl >/dev/null; then
+		say "curl is not installed (scripts/install-deps.sh installs it): not waiting for the allocations to stop"
+	else
+		say "waiting for the allocations to stop"
+		for _ in $(seq 150); do
+			running=$(curl -sf --get --data-urlencode 'filter=ClientStatus == "running" or ClientStatus == "pending"' \
+				http://127.0.0.1:4646/v1/allocations | grep -o '"ID"' | wc -l || true)
+			[ "${running:-0}" -eq 0 ] && break
+			sleep 0.2
+		done
+	fi
 fi
 stop "$state/nomad.pid" nomad
 stop "$state/consul.pid" consul

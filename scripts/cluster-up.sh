@@ -50,6 +50,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the xfaas driver places containers in cgroups"
+command -v curl >/dev/null || die "curl is not installed (scripts/install-deps.sh installs it)"
 if [ -f "$state/nomad.pid" ] && kill -0 "$(cat "$state/nomad.pid")" 2>/dev/null; then
 	die "a cluster is already running (scripts/cluster-down.sh stops it)"
 fi

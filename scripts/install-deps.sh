@@ -2,11 +2,12 @@
 # Installs the Debian packages the build and the tests need, if any is
 # missing: clang + lld + wasi-libc (C guests), wabt (WAT test guests),
 # redis-server (the benchmark baseline), nats-server, shellcheck (make check),
-# wrk (scripts/throughput.sh).
+# wrk (scripts/throughput.sh), curl (scripts/cluster-up.sh and cluster-down.sh
+# talk to the agents' HTTP APIs with it).
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
-packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server nats-server shellcheck wrk)
+packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt redis-server nats-server shellcheck wrk curl)
 
 missing=()
 for p in "${packages[@]}"; do
