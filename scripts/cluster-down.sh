@@ -50,17 +50,27 @@ fi
 stop "$state/nomad.pid" nomad
 stop "$state/consul.pid" consul
 
+# procs DIR: the processes in the cgroup DIR and the groups below it.
+procs() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null || true; }
+
 # Whatever is left in this cluster's cgroups (a container whose agent was
-# killed) is killed, and the groups removed, deepest first.
+# killed) is killed, and the groups removed, deepest first, once their
+# processes have exited: a group is busy until then, SIGKILL or not. The
+# kill is repeated, for processes forked meanwhile, for up to 10 s.
 for parent in xfaas-cluster xfaas-cluster-nomad; do
 	for dir in /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent"; do
 		[ -d "$dir" ] || continue
-		while read -r pid; do
-			kill -KILL "$pid" 2>/dev/null || true
-		done < <(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null)
+		for _ in $(seq 50); do
+			left=$(procs "$dir")
+			[ -z "$left" ] && break
+			for pid in $left; do
+				kill -KILL "$pid" 2>/dev/null || true
+			done
+			sleep 0.2
+		done
 		find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
 		if [ -d "$dir" ]; then
-			say "could not remove cgroup $dir"
+			say "could not remove cgroup $dir (processes: $(procs "$dir" | tr '\n' ' '))"
 		fi
 	done
 done
