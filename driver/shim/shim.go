@@ -11,7 +11,7 @@
 // reports the container's pid and ready line to the driver, waits for it and
 // writes its exit status atomically to FILE. It outlives the driver: a
 // driver that restarted is no longer the parent of anything, so it learns
-// the exit from FILE. See the driver package's README, "Why a shim".
+// the exit from FILE. See RATIONALE.md, "Nomad driver".
 package shim
 
 import (
