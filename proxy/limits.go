@@ -128,19 +128,39 @@ func (l *cgroupLimits) addWorkersLocked(n int) error {
 }
 
 // PlaceThread moves tid into worker group i.
-func (l *cgroupLimits) PlaceThread(i, tid int) error { return l.worker(i).AddThread(tid) }
+func (l *cgroupLimits) PlaceThread(i, tid int) error {
+	w, err := l.worker(i)
+	if err != nil {
+		return err
+	}
+	return w.AddThread(tid)
+}
 
 // ReturnThread moves tid back to the container group.
-func (l *cgroupLimits) ReturnThread(i, tid int) error { return l.worker(i).ReturnThread(tid) }
+func (l *cgroupLimits) ReturnThread(i, tid int) error {
+	w, err := l.worker(i)
+	if err != nil {
+		return err
+	}
+	return w.ReturnThread(tid)
+}
 
-func (l *cgroupLimits) worker(i int) *cgroup.Group {
+// worker returns worker group i. A slot thread that outlived Close (which
+// the pool prevents) finds none, and its thread stays where it is rather
+// than taking the process down.
+func (l *cgroupLimits) worker(i int) (*cgroup.Group, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.workers[i]
+	if i < 0 || i >= len(l.workers) {
+		return nil, fmt.Errorf("no worker cgroup %d: the container has %d", i, len(l.workers))
+	}
+	return l.workers[i], nil
 }
 
 // Close removes the worker groups, and an owned container group after
-// moving the process back to the group it started in.
+// moving the process back to the group it started in. The slot threads
+// must have left their groups (Container.Close stops them first): a group
+// that still has a thread cannot be removed.
 func (l *cgroupLimits) Close() error {
 	if l.h == nil {
 		return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/cgroup"
 	"github.com/xfaas/xfaas/internal/fnconfig"
@@ -63,6 +65,20 @@ func testLimits(t testing.TB) *cgroupLimits {
 		}
 	})
 	return l
+}
+
+// A slot thread that asks for a worker group the limits do not have (one
+// that outlived Close) gets an error, not a panic that ends the process.
+func TestMissingWorkerGroupIsAnError(t *testing.T) {
+	l := &cgroupLimits{}
+	for _, i := range []int{0, -1} {
+		if err := l.ReturnThread(i, unix.Gettid()); err == nil {
+			t.Errorf("ReturnThread(%d) without worker groups succeeded", i)
+		}
+		if err := l.PlaceThread(i, unix.Gettid()); err == nil {
+			t.Errorf("PlaceThread(%d) without worker groups succeeded", i)
+		}
+	}
 }
 
 // A CPU-spinning function on two workers of 100 millicores each is held
