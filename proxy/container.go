@@ -351,6 +351,8 @@ func (c *Container) Close(ctx context.Context) error {
 		<-prepDone
 		c.prep.release()
 	}
+	// Only now: the pool and the preparation have ended their slot
+	// threads, and a worker cgroup that still holds one cannot go.
 	if c.opts.Limits != nil {
 		errs = append(errs, c.opts.Limits.Close())
 	}

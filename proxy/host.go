@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -50,6 +51,11 @@ type call struct {
 	// outputOK is whether the latest set_output succeeded.
 	outputOK bool
 	stateErr error // the last conflict, deadlock or unavailability a host call saw
+
+	// stop holds the context.CancelFunc of the running request, a nil one
+	// between requests: Pool.invoke sets it, Pool.halt calls it from
+	// another goroutine. (An atomic.Value holds a func without allocating.)
+	stop atomic.Value
 }
 
 type callKey struct{}

@@ -103,6 +103,11 @@ type Pool struct {
 	queue  []*waiter // FIFO, including waiters that gave up (gone)
 	queued int       // waiters in queue that are neither gone nor granted
 	closed bool
+	// workers holds every live instance, idle or busy, so that a Close
+	// whose grace period ran out can stop the busy ones (halt). It changes
+	// at forks and discards only, never per request.
+	workers map[*worker]struct{}
+	halted  atomic.Bool // Close stopped the requests still running
 
 	stats   poolCounters
 	stop    chan struct{}
@@ -141,7 +146,7 @@ func NewPool(e *Engine, m *Module, opts PoolOptions) (*Pool, error) {
 		}
 		return nil, err
 	}
-	p := &Pool{engine: e, module: m, opts: opts, log: opts.Logger, stop: make(chan struct{})}
+	p := &Pool{engine: e, module: m, opts: opts, log: opts.Logger, stop: make(chan struct{}), workers: map[*worker]struct{}{}}
 	p.free = make([]*slot, opts.MaxWorkers)
 	if opts.Placer != nil {
 		p.set = opts.slots
@@ -193,9 +198,21 @@ func (p *Pool) invoke(ctx context.Context, input []byte, sl *slot) ([]byte, erro
 	}
 	onSlot := sl != nil
 	p.stats.inflight.Add(1)
+	// Published before halted is read, as halt sets halted before it
+	// reads stop: either halt cancels this request or it sees halted.
+	w.c.stop.Store(cancel)
+	if p.halted.Load() {
+		cancel()
+	}
 	out, healthy, err := w.invoke(ctx, input, onSlot)
+	w.c.stop.Store(context.CancelFunc(nil))
 	p.stats.inflight.Add(-1)
 	p.release(w, healthy, onSlot)
+	if !healthy && p.halted.Load() {
+		// Close cancelled the request, which the worker reports as a
+		// deadline: say why instead.
+		err = errHalted
+	}
 	return out, err
 }
 
@@ -256,7 +273,10 @@ func (p *Pool) wait(ctx context.Context, wt *waiter) (*worker, error) {
 	return nil, queueTimeout(ctx)
 }
 
-var errShuttingDown = apierror.New(apierror.Unavailable, "the container is shutting down")
+var (
+	errShuttingDown = apierror.New(apierror.Unavailable, "the container is shutting down")
+	errHalted       = apierror.New(apierror.Unavailable, "the container is shutting down and stopped the request at the end of its grace period")
+)
 
 func queueTimeout(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -316,6 +336,7 @@ func (p *Pool) fork(ctx context.Context, sl *slot, onSlot bool) (*worker, error)
 	if sl != nil {
 		sl.w = w
 	}
+	p.workers[w] = struct{}{}
 	p.mu.Unlock()
 	p.stats.forks.Add(1)
 	p.stats.forkNanos.Add(uint64(time.Since(start)))
@@ -405,9 +426,17 @@ func (p *Pool) trimmable() []*worker {
 	return out
 }
 
+// haltWait bounds how long Close waits, once its grace period is over, for
+// the requests it stopped to return. A guest stops at its next function
+// call or loop iteration; a host call that waits (a lock, a pull, the
+// primary) ends with its context.
+const haltWait = time.Second
+
 // Close stops the pool: queued requests fail, idle workers close at once,
 // busy ones when their request returns. It waits for busy workers until ctx
-// is done.
+// is done; then it stops them (their requests fail as Unavailable), waits
+// for them up to haltWait, and returns ctx's error. In either case the slot
+// threads have ended when it returns, so their cgroups can go.
 func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -434,12 +463,34 @@ func (p *Pool) Close(ctx context.Context) error {
 	for _, w := range idle {
 		w.close(false)
 	}
+	err := p.drain(ctx)
+	if err != nil {
+		p.halt()
+		hctx, cancel := context.WithTimeout(context.Background(), haltWait)
+		if herr := p.drain(hctx); herr != nil {
+			p.log.Warn("requests stopped at the end of the grace period are still running", "error", herr)
+		}
+		cancel()
+	}
+	p.stopped.Wait()
+	if p.set != nil {
+		// A slot ends once its current job has. A stopped request's job
+		// ends at the guest's next call or loop iteration, or when the
+		// host call it is in returns; a fork under way, when it is done
+		// (by its request's deadline at the latest).
+		p.set.stop()
+	}
+	return err
+}
+
+// drain waits until no worker is live, or ctx is done.
+func (p *Pool) drain(ctx context.Context) error {
 	for {
 		p.mu.Lock()
 		live := p.live
 		p.mu.Unlock()
 		if live == 0 {
-			break
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -447,11 +498,27 @@ func (p *Pool) Close(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	p.stopped.Wait()
-	if p.set != nil {
-		p.set.stop()
+}
+
+// halt stops the requests that still run after the grace period: it
+// cancels their contexts, and they fail with errHalted. The runtime then
+// closes the instance at the guest's next call or loop iteration
+// (WithCloseOnContextDone) from the guest's own side. Closing the instance
+// from here instead would free its WASI state under a running guest. A
+// request that takes its worker after this is cancelled at once (invoke).
+func (p *Pool) halt() {
+	p.halted.Store(true)
+	var stops []context.CancelFunc
+	p.mu.Lock()
+	for w := range p.workers {
+		if stop, _ := w.c.stop.Load().(context.CancelFunc); stop != nil {
+			stops = append(stops, stop)
+		}
 	}
-	return nil
+	p.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
 }
 
 func slotsOf(ws []*worker) []*slot {
@@ -462,8 +529,10 @@ func slotsOf(ws []*worker) []*slot {
 	return out
 }
 
-// dropLocked forgets w as its slot's worker: it is closing.
+// dropLocked forgets w as its slot's worker and as a live instance: it
+// is closing.
 func (p *Pool) dropLocked(w *worker) {
+	delete(p.workers, w)
 	if w.slot != nil && w.slot.w == w {
 		w.slot.w = nil
 	}
