@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/cgroup"
 	"github.com/xfaas/xfaas/internal/fnconfig"
@@ -100,4 +103,51 @@ func stopLeakedSlots(t *testing.T, l *cgroupLimits, p *Pool, groups []*cgroup.Gr
 	l.workers = groups
 	l.mu.Unlock()
 	p.set.stop()
+}
+
+// With durability "log", Close gives up on appends the log server never
+// acknowledged when its grace period ends, rather than waiting for a
+// server that is gone. The request whose write was not acknowledged was
+// not answered as a success either.
+func TestCloseWithAnUnreachableLog(t *testing.T) {
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c := New(Options{NATS: nc})
+	cfg := fnconfig.Default()
+	cfg.Durability = "log"
+	if err := c.Bind(context.Background(), Binding{Function: "kv", Session: "00000000000000000000000000000001", Role: RolePrimary, Config: cfg, Module: testwasm.Bytes(t, "c/kv")}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	// Appended while the client reconnects, the write waits in its buffer
+	// and its acknowledgement never comes.
+	waitUntil(t, "the client to notice", func() bool { return nc.Status() == nats.RECONNECTING })
+	ictx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Invoke(ictx, []byte("set a b")); apierror.KindOf(err) != apierror.Timeout {
+		t.Errorf("write with the log unreachable: %v; want a timeout, not an answer", err)
+	}
+
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		closed <- c.Close(ctx)
+	}()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Close = %v; want the grace period's deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close still waits for the log 5 s after a grace period of 0.5 s")
+	}
 }

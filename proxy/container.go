@@ -366,7 +366,7 @@ func (nb *bound) close(ctx context.Context) error {
 	}
 	nb.remotes.closeAll()
 	nb.pull.close()
-	nb.journal.close()
+	errs = append(errs, nb.journal.close(ctx))
 	if nb.engine != nil {
 		errs = append(errs, nb.engine.Close(context.Background()))
 	}

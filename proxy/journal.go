@@ -24,6 +24,13 @@ const (
 	// maxLogPending bounds appends in flight to the server; past it an
 	// append waits (under its key's shard lock) for acknowledgements.
 	maxLogPending = 1 << 14
+	// logAckTimeout bounds the wait for one append's acknowledgement.
+	// Without it an append made while the client is cut off from the
+	// server (reconnecting) is never resolved: collect waits for it
+	// forever, and with it every later request's answer and the
+	// container's Close. Past it the log counts as broken (see collect).
+	// It is far above a healthy round trip, even a cluster's.
+	logAckTimeout = 10 * time.Second
 )
 
 // LogSubject is the log subject of (function, session).
@@ -68,7 +75,7 @@ type logFuture struct {
 // openJournal makes sure the log stream exists and starts the journal of
 // (function, session).
 func openJournal(ctx context.Context, nc *nats.Conn, function, session string, log hclog.Logger) (*journal, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxLogPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxLogPending), jetstream.WithPublishAsyncTimeout(logAckTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -227,10 +234,15 @@ func (j *journal) replay(ctx context.Context, store *state.Store, floor uint64) 
 	}
 }
 
-// close waits for the acknowledgements in flight.
-func (j *journal) close() {
+// close stops appending and waits for the acknowledgements in flight
+// until ctx is done. What it gives up on loses nothing that was promised:
+// a request's answer waits until its writes are acknowledged (sync), so an
+// append not acknowledged yet belongs to a request that has not been
+// answered, or was answered with an error. collect ends by itself once
+// the last future resolves, by logAckTimeout at the latest.
+func (j *journal) close(ctx context.Context) error {
 	if j == nil {
-		return
+		return nil
 	}
 	j.appendMu.Lock()
 	if !j.closed {
@@ -238,5 +250,10 @@ func (j *journal) close() {
 		close(j.futures)
 	}
 	j.appendMu.Unlock()
-	<-j.done
+	select {
+	case <-j.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("session log: acknowledgements still outstanding: %w", ctx.Err())
+	}
 }
