@@ -313,8 +313,11 @@ func (p *Pool) takeSlotLocked() *slot {
 }
 
 // freeSlotLocked gives back a place and its slot, and offers the place to
-// the longest-waiting request.
+// the slot's own waiting request, else to the longest-waiting one.
 func (p *Pool) freeSlotLocked(sl *slot) {
+	if p.keepForSlotLocked(sl) {
+		return // the place stays counted in live: the slot forks on it
+	}
 	p.live--
 	p.free = append(p.free, sl)
 	if !p.handOffLocked(nil) {
@@ -359,9 +362,8 @@ func (p *Pool) release(w *worker, healthy, onSlot bool) {
 		p.mu.Unlock()
 		return
 	}
-	if !p.handOffLocked(w) {
+	if !p.keepForSlotLocked(w.slot) && !p.handOffLocked(w) {
 		p.idle = append(p.idle, w)
-		p.wakeLocked(w.slot)
 	}
 	p.mu.Unlock()
 }

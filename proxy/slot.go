@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -41,6 +40,7 @@ type slot struct {
 	w       *worker // the worker that lives on this slot, idle or busy
 	owned   bool    // a connection was given to this slot (stream, below)
 	waiting bool    // the slot waits to claim its worker (Pool.claim)
+	ready   bool    // the pool kept w, or with w nil its place, for that claim
 
 	// The slot thread's own.
 	stream   *wire.Stream
@@ -358,34 +358,31 @@ func (p *Pool) adopt(conn *wire.Conn, req wire.Request, serve func(*slot, wire.R
 // acquireOn returns sl's own worker for a request of the connection sl
 // owns, on sl's thread. While the pool has lent that worker to another
 // request, it runs that request's jobs and waits for the worker to come
-// back (release signals the slot).
+// back: release keeps it for this request (ready) and signals the slot.
+// It gives up when ctx ends, the caller's hang-up included.
 func (p *Pool) acquireOn(ctx context.Context, sl *slot) (*worker, error) {
-	for {
-		w, err := p.claim(ctx, sl)
-		if err != nil || w != nil {
-			return w, err
-		}
+	w, err := p.claim(ctx, sl)
+	for err == nil && w == nil {
 		ran, stopped := sl.runJobs()
 		if stopped {
 			p.unclaim(sl)
 			return nil, errShuttingDown
 		}
-		if ran {
-			continue
+		if !ran {
+			select {
+			case <-sl.wake:
+			case <-ctx.Done():
+			}
 		}
-		deadline, _ := ctx.Deadline()
-		left := time.Until(deadline)
-		if left <= 0 {
+		// Checked after each job too: the slot may run borrowers' jobs
+		// for as long as they keep coming.
+		if ctx.Err() != nil {
 			p.unclaim(sl)
 			return nil, queueTimeout(ctx)
 		}
-		t := time.NewTimer(left)
-		select {
-		case <-sl.wake:
-		case <-t.C:
-		}
-		t.Stop()
+		w, err = p.claim(ctx, sl)
 	}
+	return w, err
 }
 
 // claim takes sl's worker for a request on sl's thread: the worker if it
@@ -394,6 +391,17 @@ func (p *Pool) acquireOn(ctx context.Context, sl *slot) (*worker, error) {
 // request's: whoever gives it back signals sl.
 func (p *Pool) claim(ctx context.Context, sl *slot) (*worker, error) {
 	p.mu.Lock()
+	if sl.ready {
+		// Kept for this request by release before any Close: it runs, as a
+		// queued request granted a worker does.
+		sl.ready = false
+		w := sl.w
+		p.mu.Unlock()
+		if w != nil {
+			return w, nil
+		}
+		return p.fork(ctx, sl, true) // live counts the place already
+	}
 	if p.closed {
 		sl.waiting = false
 		p.mu.Unlock()
@@ -424,11 +432,38 @@ func (p *Pool) claim(ctx context.Context, sl *slot) (*worker, error) {
 	return nil, nil
 }
 
-// unclaim: sl no longer waits for its worker.
+// unclaim: sl no longer waits for its worker. What release kept for it
+// goes back to the pool, as an unused grant does. It runs on sl's thread.
 func (p *Pool) unclaim(sl *slot) {
 	p.mu.Lock()
 	sl.waiting = false
+	kept := sl.ready
+	sl.ready = false
+	w := sl.w
 	p.mu.Unlock()
+	switch {
+	case kept && w != nil:
+		p.release(w, true, true)
+	case kept:
+		p.mu.Lock()
+		p.freeSlotLocked(sl)
+		p.mu.Unlock()
+	}
+}
+
+// keepForSlotLocked keeps sl's worker, or with sl.w nil its place, for
+// the request of sl's own connection if it waits for it, and signals sl.
+// That request goes before the queue: it can run on no other worker, is
+// not counted in the queue, and without this a queue that never empties
+// gets every release while it waits out its deadline. It reports whether
+// it kept them.
+func (p *Pool) keepForSlotLocked(sl *slot) bool {
+	if sl == nil || !sl.waiting || p.closed {
+		return false
+	}
+	sl.waiting, sl.ready = false, true
+	sl.notify()
+	return true
 }
 
 // wakeLocked signals sl if it waits to claim its worker or its place.
