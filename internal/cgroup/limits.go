@@ -259,10 +259,20 @@ const (
 )
 
 // Container describes the limits of a session container with workers
-// workers of cpuMillicores and memoryMB each: the workers' sum plus the
-// proxy's overhead. Each worker's own group holds it to its share.
+// workers of cpuMillicores and memoryMB each (ContainerSize). Each worker's
+// own group holds it to its share.
 func Container(workers, cpuMillicores, memoryMB int) *specs.LinuxResources {
-	cpu := int64(workers)*int64(cpuMillicores) + ContainerOverheadMillicores
-	mem := (int64(workers)*int64(memoryMB) + ContainerOverheadMB) << 20
-	return Resources(cpu, mem, 0)
+	cpu, mem := ContainerSize(workers, cpuMillicores, memoryMB)
+	return Resources(cpu, mem<<20, 0)
+}
+
+// ContainerSize is the CPU, in millicores, and the memory, in MiB, of a
+// session container with workers workers of cpuMillicores and memoryMB
+// each: the workers' sum plus the proxy's overhead. It is the one formula
+// for a container's size: the driver and the proxy limit container groups
+// with it (Container), and the nomad placement backend sizes one-off jobs'
+// resources and compares pool containers with a function's needs with it.
+func ContainerSize(workers, cpuMillicores, memoryMB int) (millicores, mib int64) {
+	return int64(workers)*int64(cpuMillicores) + ContainerOverheadMillicores,
+		int64(workers)*int64(memoryMB) + ContainerOverheadMB
 }
