@@ -219,7 +219,7 @@ func (e *lostRace) Error() string { return "namespace claimed by container " + e
 // node is "" or full) and binds it to the namespace in role. A primary is
 // claimed in the registry (compare-and-swap) before it is bound.
 func (s *Scheduler) startMember(ctx context.Context, fn *Function, session string, role proxy.Role, node, primaryAddr string) (_ *member, err error) {
-	c, hit, err := s.claim(ctx, node)
+	c, hit, err := s.claim(ctx, node, placement.SizeOf(fn.Config))
 	if err != nil {
 		return nil, err
 	}
@@ -263,9 +263,9 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 	return m, nil
 }
 
-// claim takes a container on node if it has room, else on the least-loaded
-// node.
-func (s *Scheduler) claim(ctx context.Context, node string) (placement.Container, bool, error) {
+// claim takes a container that holds size on node if it has room, else on
+// the least-loaded node.
+func (s *Scheduler) claim(ctx context.Context, node string, size placement.Size) (placement.Container, bool, error) {
 	nodes, err := s.opts.Backend.Nodes(ctx)
 	if err != nil {
 		return placement.Container{}, false, err
@@ -281,7 +281,7 @@ func (s *Scheduler) claim(ctx context.Context, node string) (placement.Container
 			return placement.Container{}, false, placement.ErrNoCapacity
 		}
 	}
-	return s.opts.Backend.Claim(ctx, target.Name)
+	return s.opts.Backend.Claim(ctx, target.Name, size)
 }
 
 // adopt connects to a primary placed by another control plane, or before

@@ -122,12 +122,17 @@ job "xfaas-pool" {
         address_mode = "driver"
         tags         = ["pool"]
 
+        # The size meta say what functions the container can hold: the
+        # control plane claims it only for a function that fits its cgroup.
         meta {
-          role  = "pool"
-          job   = "${NOMAD_JOB_NAME}"
-          node  = "${node.unique.name}"
-          alloc = "${NOMAD_ALLOC_ID}"
-          task  = "${NOMAD_TASK_NAME}"
+          role                  = "pool"
+          job                   = "${NOMAD_JOB_NAME}"
+          node                  = "${node.unique.name}"
+          alloc                 = "${NOMAD_ALLOC_ID}"
+          task                  = "${NOMAD_TASK_NAME}"
+          max_workers           = var.max_workers
+          worker_cpu_millicores = var.worker_cpu_millicores
+          worker_memory_mb      = var.worker_memory_mb
         }
 
         check {

@@ -219,8 +219,10 @@ func (l *Local) Nodes(context.Context) ([]Node, error) {
 	return out, nil
 }
 
-// Claim takes a warm container on node, or starts one on a pool miss.
-func (l *Local) Claim(ctx context.Context, node string) (Container, bool, error) {
+// Claim takes a warm container on node, or starts one on a pool miss. Any
+// container holds any size: a local container creates its own cgroup and
+// sizes it for the function when it is bound.
+func (l *Local) Claim(ctx context.Context, node string, _ Size) (Container, bool, error) {
 	l.mu.Lock()
 	n := l.node(node)
 	if n == nil {

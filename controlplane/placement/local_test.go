@@ -63,7 +63,7 @@ func TestClaimFromThePoolAndServe(t *testing.T) {
 	l := newLocal(t, LocalOptions{Nodes: 2, PoolSize: 2})
 	waitFor(t, "pools filled", poolsFull(l, 2))
 	ctx := context.Background()
-	c, hit, err := l.Claim(ctx, "node-1")
+	c, hit, err := l.Claim(ctx, "node-1", Size{})
 	if err != nil || !hit || c.Node != "node-1" || !strings.HasPrefix(c.Addr, "unix://") {
 		t.Fatalf("claim: %+v hit=%v %v", c, hit, err)
 	}
@@ -112,7 +112,7 @@ func TestPoolMissAndCapacity(t *testing.T) {
 	l := newLocal(t, LocalOptions{Nodes: 1, PoolSize: 1, Capacity: 2})
 	waitFor(t, "pool filled", poolsFull(l, 1))
 	ctx := context.Background()
-	if _, hit, err := l.Claim(ctx, "node-0"); err != nil || !hit {
+	if _, hit, err := l.Claim(ctx, "node-0", Size{}); err != nil || !hit {
 		t.Fatalf("first claim: hit=%v %v", hit, err)
 	}
 	// The refill takes the second place. A claim made while it is on its
@@ -122,13 +122,13 @@ func TestPoolMissAndCapacity(t *testing.T) {
 		defer l.mu.Unlock()
 		return l.nodes[0].filling+len(l.nodes[0].pool) == 1
 	})
-	if _, hit, err := l.Claim(ctx, "node-0"); err != nil || !hit {
+	if _, hit, err := l.Claim(ctx, "node-0", Size{}); err != nil || !hit {
 		t.Fatalf("second claim: hit=%v %v; want the refilled container", hit, err)
 	}
-	if _, _, err := l.Claim(ctx, "node-0"); !errors.Is(err, ErrNoCapacity) {
+	if _, _, err := l.Claim(ctx, "node-0", Size{}); !errors.Is(err, ErrNoCapacity) {
 		t.Fatalf("third claim: %v; want ErrNoCapacity", err)
 	}
-	if _, _, err := l.Claim(ctx, "node-9"); err == nil {
+	if _, _, err := l.Claim(ctx, "node-9", Size{}); err == nil {
 		t.Fatal("claim on an unknown node succeeded")
 	}
 }
@@ -143,7 +143,7 @@ func TestLostContainerAndCleanShutdown(t *testing.T) {
 	}
 	waitFor(t, "pool filled", poolsFull(l, 1))
 	ctx := context.Background()
-	c, _, err := l.Claim(ctx, "node-0")
+	c, _, err := l.Claim(ctx, "node-0", Size{})
 	if err != nil {
 		t.Fatal(err)
 	}

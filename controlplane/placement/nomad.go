@@ -57,27 +57,12 @@ type NomadOptions struct {
 	Capacity int
 	// Datacenters of the one-off jobs. The default is every datacenter.
 	Datacenters []string
-	// Task sizes the containers of one-off jobs, like the pool job's task.
-	Task NomadTask
 	// StartTimeout bounds a one-off job's start. The default is 60 s.
 	StartTimeout time.Duration
 	// StopTimeout bounds how long a released container may take to end
 	// before its claim is dropped anyway. The default is 30 s.
 	StopTimeout time.Duration
 	Logger      hclog.Logger
-}
-
-// NomadTask sizes a one-off container. Zero fields take the defaults.
-type NomadTask struct {
-	// MaxWorkers is the container's worker limit. The default is 10.
-	MaxWorkers int
-	// WorkerCPUMillicores is each worker's CPU. The default is 100.
-	WorkerCPUMillicores int
-	// WorkerMemoryMB is each worker's memory. The default is 128.
-	WorkerMemoryMB int
-	// CPU (MHz) and MemoryMB are what Nomad reserves. The defaults are 100
-	// and 256.
-	CPU, MemoryMB int
 }
 
 func (o *NomadOptions) fill() error {
@@ -97,12 +82,6 @@ func (o *NomadOptions) fill() error {
 	if len(o.Datacenters) == 0 {
 		o.Datacenters = []string{"*"}
 	}
-	t := &o.Task
-	t.MaxWorkers = cmp.Or(t.MaxWorkers, 10)
-	t.WorkerCPUMillicores = cmp.Or(t.WorkerCPUMillicores, 100)
-	t.WorkerMemoryMB = cmp.Or(t.WorkerMemoryMB, 128)
-	t.CPU = cmp.Or(t.CPU, 100)
-	t.MemoryMB = cmp.Or(t.MemoryMB, 256)
 	if o.StartTimeout <= 0 {
 		o.StartTimeout = time.Minute
 	}
@@ -117,7 +96,9 @@ func (o *NomadOptions) fill() error {
 
 // Nomad places containers as Nomad allocations of the xfaas driver: it
 // claims warm containers of the operator's pool job, found through their
-// Consul services, and starts a one-off job on a pool miss. A claim is a
+// Consul services, and starts a one-off job on a pool miss. A pool
+// container is claimed only for a function it can hold, as its service's
+// Meta sizes it; a one-off job is sized for its function. A claim is a
 // Consul KV entry created by compare-and-swap, so replicas of the control
 // plane never claim one container twice (RATIONALE.md, "Pool on Nomad";
 // README.md, "How placement works on Nomad").
@@ -128,6 +109,9 @@ type Nomad struct {
 	mu      sync.Mutex
 	claims  map[string]*nomadClaim // by container id, this replica's
 	closing bool
+	// unsizedWarned: a pool container without its size in Meta was
+	// reported; once is enough.
+	unsizedWarned bool
 
 	lost chan Container
 	stop chan struct{}
@@ -146,6 +130,9 @@ type nomadClaim struct {
 	// listed yet from one whose allocation was garbage collected.
 	At time.Time `json:"at"`
 
+	// size is what the container holds, from its service's Meta; zero
+	// when the Meta does not say.
+	size     Size
 	released bool
 }
 
@@ -203,9 +190,9 @@ func (n *Nomad) Nodes(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
-// Claim takes a healthy unclaimed pool container on node, or starts a
-// one-off job there on a pool miss.
-func (n *Nomad) Claim(ctx context.Context, node string) (Container, bool, error) {
+// Claim takes a healthy unclaimed pool container on node that holds size,
+// or starts a one-off job sized for it there on a pool miss.
+func (n *Nomad) Claim(ctx context.Context, node string, size Size) (Container, bool, error) {
 	if n.isClosing() {
 		return Container{}, false, ErrNoCapacity
 	}
@@ -220,7 +207,7 @@ func (n *Nomad) Claim(ctx context.Context, node string) (Container, bool, error)
 	// Replicas start at different places, so they rarely race for one.
 	rand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
 	for _, c := range pool {
-		if _, taken := claims[c.Container]; taken {
+		if _, taken := claims[c.Container]; taken || !n.holds(c, size) {
 			continue
 		}
 		won, err := n.claim(ctx, c)
@@ -240,11 +227,29 @@ func (n *Nomad) Claim(ctx context.Context, node string) (Container, bool, error)
 	if used >= n.opts.Capacity {
 		return Container{}, false, ErrNoCapacity
 	}
-	c, err := n.startOneOff(ctx, node)
+	c, err := n.startOneOff(ctx, node, size)
 	if err != nil {
 		return Container{}, false, err
 	}
 	return c.container(), false, nil
+}
+
+// holds reports whether pool container c can hold a function of size. A
+// container whose Meta does not say its size holds nothing: its cgroup may
+// be smaller than any function needs, and it is said once why.
+func (n *Nomad) holds(c *nomadClaim, size Size) bool {
+	if c.size != (Size{}) {
+		return c.size.Holds(size)
+	}
+	n.mu.Lock()
+	warn := !n.unsizedWarned
+	n.unsizedWarned = true
+	n.mu.Unlock()
+	if warn {
+		n.log.Warn("pool containers without their size in their service meta are not claimed; see jobspecs/xfaas-pool.nomad.hcl",
+			"container", c.Container, "meta", sizeMeta)
+	}
+	return false
 }
 
 // claim writes c's claim key if nobody has; true when it did.
@@ -298,7 +303,32 @@ func claimOf(s *consulapi.AgentService) *nomadClaim {
 		return nil
 	}
 	return &nomadClaim{Container: containerid.Nomad(alloc, task), Node: s.Meta["node"], Alloc: alloc,
-		Addr: "tcp://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port))}
+		Addr: "tcp://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port)), size: sizeOf(s.Meta)}
+}
+
+// sizeMeta are the service Meta keys that say a container's size: its task
+// config's max_workers, worker_cpu_millicores and worker_memory_mb.
+var sizeMeta = []string{"max_workers", "worker_cpu_millicores", "worker_memory_mb"}
+
+// sizeOf is the size a service's Meta says, or zero if it does not say it
+// all.
+func sizeOf(meta map[string]string) Size {
+	var v [3]int
+	for i, k := range sizeMeta {
+		n, err := strconv.Atoi(meta[k])
+		if err != nil || n <= 0 {
+			return Size{}
+		}
+		v[i] = n
+	}
+	return Size{Workers: v[0], WorkerCPUMillicores: v[1], WorkerMemoryMB: v[2]}
+}
+
+// meta returns s as service Meta (sizeMeta).
+func (s Size) meta() map[string]string {
+	s = s.filled()
+	return map[string]string{"max_workers": strconv.Itoa(s.Workers),
+		"worker_cpu_millicores": strconv.Itoa(s.WorkerCPUMillicores), "worker_memory_mb": strconv.Itoa(s.WorkerMemoryMB)}
 }
 
 // allClaims returns the claims of every replica by container id.

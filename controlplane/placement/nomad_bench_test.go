@@ -27,7 +27,7 @@ func BenchmarkNomadClaim(b *testing.B) {
 				c.waitPoolB(b, backend, poolSize)
 			}
 			b.StartTimer()
-			ct, hit, err := backend.Claim(ctx, c.node)
+			ct, hit, err := backend.Claim(ctx, c.node, small)
 			if err != nil || hit != wantHit {
 				b.Fatalf("claim: hit=%v %v", hit, err)
 			}
@@ -54,7 +54,7 @@ func BenchmarkNomadReplenish(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		c.waitPoolB(b, backend, poolSize)
-		ct, _, err := backend.Claim(ctx, c.node)
+		ct, _, err := backend.Claim(ctx, c.node, small)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func BenchmarkNomadReplenish(b *testing.B) {
 func (c *nomadCluster) benchBackend(b *testing.B, poolJob string) *placement.Nomad {
 	b.Helper()
 	backend, err := placement.NewNomad(placement.NomadOptions{Nomad: c.nomad.Client, Consul: c.consul.NewClient(b),
-		PoolJob: poolJob, Capacity: 8, Task: placement.NomadTask{MaxWorkers: 2}})
+		PoolJob: poolJob, Capacity: 8})
 	if err != nil {
 		b.Fatal(err)
 	}

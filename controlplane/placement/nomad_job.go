@@ -4,22 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/xfaas/xfaas/internal/apierror"
 )
 
 // oneOffTask is the task name of one-off jobs, and so the suffix of their
 // container ids.
 const oneOffTask = "proxy"
 
-// startOneOff registers a one-off job with one container pinned to node,
-// waits until it serves, and claims it. On failure the job is gone.
-func (n *Nomad) startOneOff(ctx context.Context, node string) (_ *nomadClaim, err error) {
+// startOneOff registers a one-off job with one container of size pinned to
+// node, waits until it serves, and claims it. On failure the job is gone.
+func (n *Nomad) startOneOff(ctx context.Context, node string, size Size) (_ *nomadClaim, err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.StartTimeout)
 	defer cancel()
-	job := n.oneOffJob(n.opts.JobPrefix+randomSuffix(), node)
+	mhz, err := n.coreMHz(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	job := n.oneOffJob(n.opts.JobPrefix+randomSuffix(), node, size, mhz)
 	if _, _, err := n.opts.Nomad.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
 		return nil, fmt.Errorf("register job %s: %w", *job.ID, err)
 	}
@@ -45,27 +52,32 @@ func (n *Nomad) startOneOff(ctx context.Context, node string) (_ *nomadClaim, er
 	return c, nil
 }
 
-// oneOffJob is a service job of one xfaas container on node, which never
-// restarts nor moves: a container that ends is lost, and its claim with it.
-// Its service is the pool job's, with meta job naming this job, so no
-// replica takes it for a pool container.
-func (n *Nomad) oneOffJob(id, node string) *nomadapi.Job {
-	t := n.opts.Task
+// oneOffJob is a service job of one xfaas container of size on node, which
+// never restarts nor moves: a container that ends is lost, and its claim
+// with it. Nomad reserves what the container's cgroup lets it use (its
+// Limits, the CPU at coreMHz a core), so that its bin-packing agrees with
+// the limits. Its service is the pool job's, with meta job naming this job,
+// so no replica takes it for a pool container.
+func (n *Nomad) oneOffJob(id, node string, size Size, coreMHz int64) *nomadapi.Job {
+	size = size.filled()
+	millicores, memoryMB := size.Limits()
+	cpu, mem := int((millicores*coreMHz+999)/1000), int(memoryMB)
 	job := nomadapi.NewServiceJob(id, id, "global", 50)
 	job.Datacenters = n.opts.Datacenters
 	job.Meta = map[string]string{"xfaas": "one-off"}
 	job.Constrain(nomadapi.NewConstraint("${node.unique.name}", "=", node))
 	task := nomadapi.NewTask(oneOffTask, DriverName)
-	task.Config = map[string]any{"role": "pool", "max_workers": t.MaxWorkers,
-		"worker_cpu_millicores": t.WorkerCPUMillicores, "worker_memory_mb": t.WorkerMemoryMB,
+	task.Config = map[string]any{"role": "pool", "max_workers": size.Workers,
+		"worker_cpu_millicores": size.WorkerCPUMillicores, "worker_memory_mb": size.WorkerMemoryMB,
 		"extra_args": []string{"--listen", "tcp://${NOMAD_ADDR_" + DriverName + "}"}}
-	task.Require(&nomadapi.Resources{CPU: &t.CPU, MemoryMB: &t.MemoryMB})
+	task.Require(&nomadapi.Resources{CPU: &cpu, MemoryMB: &mem})
 	task.KillTimeout = ptr(15 * time.Second)
+	meta := size.meta()
+	maps.Copy(meta, map[string]string{"role": "pool", "job": id, "node": "${node.unique.name}",
+		"alloc": "${NOMAD_ALLOC_ID}", "task": "${NOMAD_TASK_NAME}"})
 	task.Services = []*nomadapi.Service{{
 		Name: n.opts.Service, PortLabel: DriverName, AddressMode: "driver",
-		Tags: []string{"one-off"},
-		Meta: map[string]string{"role": "pool", "job": id, "node": "${node.unique.name}",
-			"alloc": "${NOMAD_ALLOC_ID}", "task": "${NOMAD_TASK_NAME}"},
+		Tags: []string{"one-off"}, Meta: meta,
 		Checks: []nomadapi.ServiceCheck{{Type: "http", Path: "/healthz", AddressMode: "driver", PortLabel: DriverName,
 			Interval: time.Second, Timeout: time.Second}},
 	}}
@@ -79,6 +91,22 @@ func (n *Nomad) oneOffJob(id, node string) *nomadapi.Job {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// coreMHz is what Nomad counts one of node's cores as: its usable compute
+// over its cores, as Nomad itself converts MHz to a share of the CPUs.
+func (n *Nomad) coreMHz(ctx context.Context, node string) (int64, error) {
+	stubs, _, err := n.opts.Nomad.Nodes().List((&nomadapi.QueryOptions{
+		Filter: fmt.Sprintf("Name == %q", node), Params: map[string]string{"resources": "true"}}).WithContext(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("read node %s: %w", node, err)
+	}
+	for _, s := range stubs {
+		if r := s.NodeResources; r != nil && r.Cpu.CpuShares > 0 && r.Cpu.TotalCpuCores > 0 {
+			return r.Cpu.CpuShares / int64(r.Cpu.TotalCpuCores), nil
+		}
+	}
+	return 0, fmt.Errorf("node %s does not report its CPU", node)
+}
 
 // waitServing waits until the job's container is registered in Consul,
 // which Nomad does once the driver has reported the proxy ready: sooner
@@ -105,18 +133,33 @@ func (n *Nomad) waitServing(ctx context.Context, job string) (*nomadClaim, error
 	}
 }
 
-// checkStarting fails if the job's allocation failed or ctx ended.
+// checkStarting fails if the job's allocation failed, if Nomad could not
+// place it (the node has no room for its resources), or if ctx ended.
 func (n *Nomad) checkStarting(ctx context.Context, job string) error {
 	if err := ctx.Err(); err != nil {
 		return errors.New("the container did not start in time")
 	}
-	allocs, _, err := n.opts.Nomad.Jobs().Allocations(job, false, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	q := (&nomadapi.QueryOptions{}).WithContext(ctx)
+	allocs, _, err := n.opts.Nomad.Jobs().Allocations(job, false, q)
 	if err != nil {
 		return nil // asked again after the next wait
 	}
 	for _, a := range allocs {
 		if a.ClientStatus == "failed" || a.ClientStatus == "lost" {
 			return fmt.Errorf("allocation %s %s: %s", a.ID, a.ClientStatus, lastEvent(a.TaskStates[oneOffTask]))
+		}
+	}
+	if len(allocs) > 0 {
+		return nil
+	}
+	evals, _, err := n.opts.Nomad.Jobs().Evaluations(job, q)
+	if err != nil {
+		return nil
+	}
+	for _, e := range evals {
+		for _, m := range e.FailedTGAllocs {
+			return &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+				Message: fmt.Sprintf("no capacity: nomad cannot place job %s (exhausted: %v, filtered: %v)", job, m.DimensionExhausted, m.ConstraintFiltered)}
 		}
 	}
 	return nil

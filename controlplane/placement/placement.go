@@ -9,8 +9,11 @@ package placement
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/cgroup"
+	"github.com/xfaas/xfaas/internal/fnconfig"
 )
 
 // Container is a running session container.
@@ -42,15 +45,67 @@ var ErrNoCapacity = &apierror.Error{Kind: apierror.Unavailable, Message: "no cap
 type Backend interface {
 	// Nodes reports every node and its load.
 	Nodes(ctx context.Context) ([]Node, error)
-	// Claim returns an unbound container on node: a warm pool container
-	// when the node has one (hit), else a newly started one (miss).
-	Claim(ctx context.Context, node string) (c Container, hit bool, err error)
+	// Claim returns an unbound container on node that can hold a function
+	// of size: a warm pool container when the node has one (hit), else a
+	// newly started one (miss).
+	Claim(ctx context.Context, node string, size Size) (c Container, hit bool, err error)
 	// Release stops a claimed container; it never serves again.
 	Release(ctx context.Context, id string) error
 	// Lost delivers claimed containers that ended without Release.
 	Lost() <-chan Container
 	// Close stops every container and cleans up.
 	Close(ctx context.Context) error
+}
+
+// Size is what a container must hold for a function: Workers workers of
+// WorkerCPUMillicores and WorkerMemoryMB each (the function config's
+// max_workers, worker_cpu_millicores and worker_memory_mb). Zero fields
+// take the function config's defaults.
+type Size struct {
+	Workers             int
+	WorkerCPUMillicores int
+	WorkerMemoryMB      int
+}
+
+// SizeOf is the size of a function with config c.
+func SizeOf(c fnconfig.Config) Size {
+	return Size{Workers: c.MaxWorkers, WorkerCPUMillicores: c.WorkerCPUMillicores, WorkerMemoryMB: c.WorkerMemoryMB}
+}
+
+// filled returns s with the defaults in its zero fields.
+func (s Size) filled() Size {
+	d := fnconfig.Default()
+	if s.Workers <= 0 {
+		s.Workers = d.MaxWorkers
+	}
+	if s.WorkerCPUMillicores <= 0 {
+		s.WorkerCPUMillicores = d.WorkerCPUMillicores
+	}
+	if s.WorkerMemoryMB <= 0 {
+		s.WorkerMemoryMB = d.WorkerMemoryMB
+	}
+	return s
+}
+
+// Limits are the CPU (millicores) and memory (MiB) limits of a container
+// of size s: its workers plus the proxy's own (cgroup.ContainerSize).
+func (s Size) Limits() (millicores, memoryMB int64) {
+	s = s.filled()
+	return cgroup.ContainerSize(s.Workers, s.WorkerCPUMillicores, s.WorkerMemoryMB)
+}
+
+// Holds reports whether a container of size s can run a function of size
+// need: its CPU and memory limits are at least the function's. A worker's
+// CPU quota then fits in the container's too, which cgroup v1 requires.
+func (s Size) Holds(need Size) bool {
+	cpu, mem := s.Limits()
+	needCPU, needMem := need.Limits()
+	return cpu >= needCPU && mem >= needMem
+}
+
+func (s Size) String() string {
+	s = s.filled()
+	return fmt.Sprintf("%d workers x %d millicores x %d MB", s.Workers, s.WorkerCPUMillicores, s.WorkerMemoryMB)
 }
 
 // LeastLoaded returns the node with room and the lowest share of its

@@ -1,0 +1,130 @@
+package placement_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/testwasm"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// A function the pool's containers cannot hold gets a one-off job sized for
+// it, in its task config, its resources and so its container's cgroup, and
+// binds; a function they hold is claimed from the pool.
+func TestNomadClaimSized(t *testing.T) {
+	c := startNomadCluster(t)
+	b := c.backend(t)
+	c.waitPool(t, b, poolSize)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	// 1300 millicores and 608 MiB: more memory than the pool's 352 MiB.
+	cfg := fnconfig.Default()
+	cfg.MaxWorkers, cfg.WorkerCPUMillicores, cfg.WorkerMemoryMB = 2, 150, 256
+	big := placement.SizeOf(cfg)
+	if ct, hit, err := b.Claim(ctx, c.node, big); err != nil || hit {
+		t.Fatalf("claim of %s: %+v hit=%v %v; want a one-off", big, ct, hit, err)
+	} else {
+		checkOneOffJob(t, c, ct, big)
+		checkBinds(ctx, t, ct, cfg, 1300, 608)
+	}
+
+	if ct, hit, err := b.Claim(ctx, c.node, small); err != nil || !hit {
+		t.Fatalf("claim of %s: %+v hit=%v %v; want a pool container", small, ct, hit, err)
+	}
+}
+
+// checkOneOffJob checks that ct's job asks the driver for size and Nomad
+// for the container's limits: its memory, and its CPU in Nomad's MHz.
+func checkOneOffJob(t *testing.T, c *nomadCluster, ct placement.Container, size placement.Size) {
+	t.Helper()
+	a := c.nomad.AllocOf(t, ct.ID)
+	if a == nil || !strings.HasPrefix(a.JobID, placement.DefaultJobPrefix) {
+		t.Fatalf("allocation of %s: %+v; want a one-off job's", ct.ID, a)
+	}
+	job, _, err := c.nomad.Client.Jobs().Info(a.JobID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := job.TaskGroups[0].Tasks[0]
+	for k, want := range map[string]int{"max_workers": size.Workers,
+		"worker_cpu_millicores": size.WorkerCPUMillicores, "worker_memory_mb": size.WorkerMemoryMB} {
+		if got, ok := task.Config[k].(float64); !ok || int(got) != want {
+			t.Errorf("task config %s = %v; want %d", k, task.Config[k], want)
+		}
+	}
+	node, _, err := c.nomad.Client.Nodes().Info(a.NodeID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	millicores, memoryMB := size.Limits()
+	coreMHz := node.NodeResources.Cpu.CpuShares / int64(node.NodeResources.Cpu.TotalCpuCores)
+	if wantCPU := (millicores*coreMHz + 999) / 1000; int64(*task.Resources.CPU) != wantCPU {
+		t.Errorf("resources cpu = %d MHz; want %d (%d millicores at %d MHz a core)", *task.Resources.CPU, wantCPU, millicores, coreMHz)
+	}
+	if int64(*task.Resources.MemoryMB) != memoryMB {
+		t.Errorf("resources memory = %d MB; want %d", *task.Resources.MemoryMB, memoryMB)
+	}
+}
+
+// checkBinds binds ct with cfg and serves a request, and checks that its
+// cgroup has the CPU quota and memory limit the driver sizes it with.
+func checkBinds(ctx context.Context, t *testing.T, ct placement.Container, cfg fnconfig.Config, millicores, memoryMB int64) {
+	t.Helper()
+	cl, err := proxy.Dial(ctx, ct.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	wasm := testwasm.Bytes(t, "c/counter")
+	if err := cl.Bind(ctx, proxy.Binding{Function: "counter", Session: "s", Role: proxy.RolePrimary, Config: cfg, Module: wasm}); err != nil {
+		t.Fatalf("bind %s: %v", ct.ID, err)
+	}
+	if out, err := cl.Invoke(ctx, []byte("incr")); err != nil || string(out) != "1" {
+		t.Fatalf("invoke: %q %v", out, err)
+	}
+	st, err := cl.Status(ctx)
+	if err != nil || !st.Limits.Enforced {
+		t.Fatalf("status %+v %v; want limits enforced", st, err)
+	}
+	gotCPU, gotMem := cgroupLimits(t, st.Limits.Cgroup)
+	if gotCPU != millicores || gotMem != memoryMB {
+		t.Errorf("cgroup %s: %d millicores, %d MiB; want %d and %d", st.Limits.Cgroup, gotCPU, gotMem, millicores, memoryMB)
+	}
+}
+
+// cgroupLimits reads a group's CPU quota in millicores and memory limit in
+// MiB, on cgroup v1 or v2.
+func cgroupLimits(t *testing.T, group string) (millicores, memoryMB int64) {
+	t.Helper()
+	read := func(parts ...string) []string {
+		raw, err := os.ReadFile(filepath.Join(append([]string{"/sys/fs/cgroup"}, parts...)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(raw))
+	}
+	num := func(s string) int64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("cgroup %s: %v", group, err)
+		}
+		return n
+	}
+	var quota, period, mem int64
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		f := read(group, "cpu.max")
+		quota, period, mem = num(f[0]), num(f[1]), num(read(group, "memory.max")[0])
+	} else {
+		quota, period = num(read("cpu", group, "cpu.cfs_quota_us")[0]), num(read("cpu", group, "cpu.cfs_period_us")[0])
+		mem = num(read("memory", group, "memory.limit_in_bytes")[0])
+	}
+	return quota * 1000 / period, mem >> 20
+}
