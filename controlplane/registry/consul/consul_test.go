@@ -50,6 +50,7 @@ func TestRegistry(t *testing.T) {
 	})
 	t.Run("EscapedKeys", func(t *testing.T) { escapedKeys(t, isolated(t, agent.Client)) })
 	t.Run("UnixTTL", func(t *testing.T) { unixTTL(t, agent, isolated(t, agent.Client)) })
+	t.Run("ClaimUndone", func(t *testing.T) { claimUndone(t, agent, isolation()) })
 	// Last, and with the default service name, as a user would look it up.
 	t.Run("FindPrimary", func(t *testing.T) {
 		findPrimary(t, agent, newRegistry(t, agent.Client, consul.Options{CheckInterval: fastCheck}))
@@ -261,6 +262,34 @@ func unixTTL(t *testing.T, agent *consultest.Agent, r *consul.Registry) {
 	}
 	if err := r.Deregister(ctx, "u1"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("second deregister: %v; want ErrNotFound", err)
+	}
+}
+
+// A claim whose registration does not reach the catalog in time is undone
+// whole: the claim released, and the agent no longer holding the service
+// that names the container primary. The namespace is then free to claim.
+func claimUndone(t *testing.T, agent *consultest.Agent, opts consul.Options) {
+	ctx := context.Background()
+	slow := opts
+	slow.SyncTimeout = time.Nanosecond // every wait for the catalog times out
+	r := newRegistry(t, agent.Client, slow)
+	reg := registry.Registration{Container: "c-undone", Function: "fn", Session: "s", Node: "n1", Addr: "tcp://127.0.0.1:1"}
+	if _, won, err := r.ClaimPrimary(ctx, reg); err == nil || won {
+		t.Fatalf("claim with a %s sync timeout: won=%v %v; want an error", slow.SyncTimeout, won, err)
+	}
+	if p, _, err := agent.Client.KV().Get(opts.KeyPrefix+"fn/s", nil); err != nil || p != nil {
+		t.Errorf("the failed ClaimPrimary left its claim (%v): %s", err, p.Value)
+	}
+	svcs, err := agent.Client.Agent().ServicesWithFilter("ID == " + strconv.Quote(reg.Container))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := svcs[reg.Container]; s != nil {
+		t.Errorf("claim released but the agent still has service %s with meta %v", s.ID, s.Meta)
+	}
+	reg.Container = "c-next"
+	if owner, won, err := newRegistry(t, agent.Client, opts).ClaimPrimary(ctx, reg); err != nil || !won {
+		t.Fatalf("claim after the undone one: %+v won=%v %v", owner, won, err)
 	}
 }
 

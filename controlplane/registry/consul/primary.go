@@ -52,13 +52,30 @@ func (r *Registry) ClaimPrimary(ctx context.Context, reg registry.Registration) 
 	return registry.Registration{}, false, fmt.Errorf("claim primary %s: claim changed %d times while reading it", key, maxRetries)
 }
 
-// undoClaim releases a claim whose service could not be registered, so the
-// namespace does not stay owned by a container nobody can find.
+// undoTimeout bounds undoing a claim. It is not SyncTimeout: the claim is
+// undone because that ran out, and Consul may well be slow.
+const undoTimeout = 10 * time.Second
+
+// undoClaim undoes a claim whose service registration failed, so the
+// namespace does not stay owned by a container nobody can find, and no
+// primary that is not one shows in DNS and the health API: it removes the
+// service from the agent, then releases the claim. The container had no
+// registration before (a claimed pool container is registered first as
+// primary or secondary, and one whose claim failed is released), so there
+// is none to restore. The agent syncs the removal to the catalog in the
+// background; the undo does not wait for it.
 func (r *Registry) undoClaim(ctx context.Context, reg registry.Registration, cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.SyncTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
+	var errs []error
+	if err := r.deregisterAgent(ctx, reg.Container); err != nil && !errors.Is(err, registry.ErrNotFound) {
+		errs = append(errs, err)
+	}
 	if err := r.ReleasePrimary(ctx, reg.Function, reg.Session, reg.Container); err != nil {
-		return fmt.Errorf("claim primary: %w (and releasing the claim failed: %v)", cause, err)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("claim primary: %w (and undoing the claim failed: %v)", cause, err)
 	}
 	return fmt.Errorf("claim primary: %w", cause)
 }

@@ -53,6 +53,15 @@ func (r *Registry) Register(ctx context.Context, reg registry.Registration) erro
 // must be the one that registered it, and waits until the catalog drops it.
 // An unknown container is registry.ErrNotFound.
 func (r *Registry) Deregister(ctx context.Context, container string) error {
+	if err := r.deregisterAgent(ctx, container); err != nil {
+		return err
+	}
+	return r.awaitCatalog(ctx, container, func(e *api.ServiceEntry) bool { return e == nil })
+}
+
+// deregisterAgent removes the container's service from the local agent and
+// stops refreshing its TTL check.
+func (r *Registry) deregisterAgent(ctx context.Context, container string) error {
 	r.mu.Lock()
 	delete(r.unix, container)
 	r.mu.Unlock()
@@ -63,7 +72,7 @@ func (r *Registry) Deregister(ctx context.Context, container string) error {
 	if err != nil {
 		return fmt.Errorf("deregister %s from the consul agent: %w", container, err)
 	}
-	return r.awaitCatalog(ctx, container, func(e *api.ServiceEntry) bool { return e == nil })
+	return nil
 }
 
 // List returns the function's registrations (all with "") from the health
