@@ -29,6 +29,13 @@ stop() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+# The agent's allocations, whose task cgroups are removed below: listed
+# before their jobs are purged, and from the agent's data directory.
+allocs=$( {
+	alive "$state/nomad.pid" && command -v curl >/dev/null && curl -sf http://127.0.0.1:4646/v1/allocations | grep -o '"ID":"[0-9a-f-]*"' | cut -d'"' -f4
+	ls "$state/nomad/alloc" 2>/dev/null
+} | sort -u || true)
+
 if alive "$state/nomad.pid"; then
 	# The control plane first: it releases its sessions' containers.
 	jobs=$(nomad job status -short 2>/dev/null | awk 'NR > 1 && $1 != "" {print $1}' || true)
@@ -53,25 +60,42 @@ stop "$state/consul.pid" consul
 # procs DIR: the processes in the cgroup DIR and the groups below it.
 procs() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null || true; }
 
-# Whatever is left in this cluster's cgroups (a container whose agent was
-# killed) is killed, and the groups removed, deepest first, once their
-# processes have exited: a group is busy until then, SIGKILL or not. The
-# kill is repeated, for processes forked meanwhile, for up to 10 s.
-for parent in xfaas-cluster xfaas-cluster-nomad; do
-	for dir in /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent"; do
-		[ -d "$dir" ] || continue
-		for _ in $(seq 50); do
-			left=$(procs "$dir")
-			[ -z "$left" ] && break
-			for pid in $left; do
-				kill -KILL "$pid" 2>/dev/null || true
-			done
-			sleep 0.2
+# removegroup DIR: kills what is left in the cgroup DIR and the groups below
+# it, and removes them, deepest first, once their processes have exited: a
+# group is busy until then, SIGKILL or not. The kill is repeated, for
+# processes forked meanwhile, for up to 10 s.
+removegroup() {
+	local dir=$1 left pid
+	for _ in $(seq 50); do
+		left=$(procs "$dir")
+		[ -z "$left" ] && break
+		for pid in $left; do
+			kill -KILL "$pid" 2>/dev/null || true
 		done
-		find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-		if [ -d "$dir" ]; then
-			say "could not remove cgroup $dir (processes: $(procs "$dir" | tr '\n' ' '))"
-		fi
+		sleep 0.2
+	done
+	find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+	if [ -d "$dir" ]; then
+		say "could not remove cgroup $dir (processes: $(procs "$dir" | tr '\n' ' '))"
+	fi
+}
+
+# Whatever is left in this cluster's cgroups (a container whose agent was
+# killed).
+for dir in /sys/fs/cgroup/*/xfaas-cluster /sys/fs/cgroup/xfaas-cluster; do
+	[ -d "$dir" ] || continue
+	removegroup "$dir"
+done
+
+# Nomad's own task groups of this agent's allocations: Nomad 1.10 makes them
+# under /nomad (cgroup v1) or nomad.slice (v2) whatever client.cgroup_parent
+# says, and removes them in the background after a task stops, which an
+# agent stopped right after its jobs (or while they ran) never finishes.
+# Only this agent's: another agent's allocations have other ids.
+for id in $allocs; do
+	for dir in /sys/fs/cgroup/*/nomad/"$id".* /sys/fs/cgroup/*/nomad/*/"$id".* /sys/fs/cgroup/nomad.slice/*/"$id".*.scope; do
+		[ -d "$dir" ] || continue
+		removegroup "$dir"
 	done
 done
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,9 @@ type Agent struct {
 	cmd  *exec.Cmd
 	out  *testbin.Log
 	done chan struct{}
+	// allocs are the allocation ids the agent listed before it stopped,
+	// whose task cgroups cleanup removes.
+	allocs map[string]bool
 }
 
 // Start launches an agent and returns it once it leads and its node is ready
@@ -89,7 +93,7 @@ func Start(t testing.TB, opts Options) *Agent {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	a := &Agent{Dir: opts.Dir, bin: bin, t: t, out: &testbin.Log{},
+	a := &Agent{Dir: opts.Dir, bin: bin, t: t, out: &testbin.Log{}, allocs: map[string]bool{},
 		CgroupParent: fmt.Sprintf("xfaas-nomadtest-%d-%d", os.Getpid(), seq.Add(1))}
 	pluginDir := filepath.Join(opts.Dir, "plugins")
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
@@ -132,8 +136,9 @@ func (a *Agent) localConfig(opts Options, pluginDir string, ports []int) string 
 	fmt.Fprintf(&b, "bind_addr = \"127.0.0.1\"\nports {\n  http = %d\n  rpc = %d\n  serf = %d\n}\n", ports[0], ports[1], ports[2])
 	fmt.Fprintf(&b, "advertise {\n  http = \"127.0.0.1\"\n  rpc = \"127.0.0.1\"\n  serf = \"127.0.0.1\"\n}\n")
 	fmt.Fprintf(&b, "server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
-	fmt.Fprintf(&b, "client {\n  enabled = true\n  network_interface = \"lo\"\n  cgroup_parent = %q\n  options {\n    \"fingerprint.denylist\" = \"env_aws,env_gce,env_azure,env_digitalocean\"\n  }\n}\n",
-		a.CgroupParent+"-nomad")
+	// No client.cgroup_parent: Nomad 1.10 does not apply it (see
+	// removeTaskCgroups).
+	fmt.Fprintf(&b, "client {\n  enabled = true\n  network_interface = \"lo\"\n  options {\n    \"fingerprint.denylist\" = \"env_aws,env_gce,env_azure,env_digitalocean\"\n  }\n}\n")
 	fmt.Fprintf(&b, "consul {\n  address = %q\n}\n", opts.ConsulAddr)
 	fmt.Fprintf(&b, "plugin \"xfaas\" {\n  config {\n    proxy_path = %q\n    cgroup_parent = %q\n    cache_dir = %q\n",
 		opts.ProxyPath, a.CgroupParent, filepath.Join(opts.Dir, "cache"))
@@ -224,6 +229,7 @@ func (a *Agent) stop(grace time.Duration) error {
 	if cmd == nil || isClosed(done) {
 		return nil
 	}
+	a.noteAllocs()
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-done:
@@ -233,6 +239,21 @@ func (a *Agent) stop(grace time.Duration) error {
 	_ = cmd.Process.Kill()
 	<-done
 	return fmt.Errorf("nomad agent did not stop within %s; killed", grace)
+}
+
+// noteAllocs records the ids of the allocations the agent lists.
+func (a *Agent) noteAllocs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	allocs, _, err := a.Client.Allocations().List((&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range allocs {
+		a.allocs[al.ID] = true
+	}
 }
 
 // cleanup stops every job and waits for their allocations to end, so that
@@ -308,23 +329,73 @@ func (a *Agent) stopJobs(ctx context.Context) {
 	}
 }
 
-// removeCgroups kills whatever is left in the driver's and Nomad's cgroups
-// of this agent and removes them.
+// removeCgroups kills whatever is left in the driver's cgroups and in
+// Nomad's own cgroups of this agent's tasks, and removes them.
 func (a *Agent) removeCgroups() {
-	h, err := cgroup.Open(cgroup.Options{})
-	if err != nil {
-		return
-	}
-	for _, parent := range []string{a.CgroupParent, a.CgroupParent + "-nomad"} {
-		g := h.Group(parent)
+	if h, err := cgroup.Open(cgroup.Options{}); err == nil {
+		g := h.Group(a.CgroupParent)
 		_ = g.Kill()
 		_ = g.Remove()
-		// Nomad makes groups in controllers the driver does not use
-		// (cpuset, freezer on cgroup v1).
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-		for _, d := range dirs {
-			removeTree(d)
+	}
+	a.removeTaskCgroups()
+}
+
+// removeTaskCgroups removes Nomad's own cgroups of the agent's allocations.
+// Nomad 1.10 makes them under a fixed parent, whatever client.cgroup_parent
+// says (cgroupslib.NomadCgroupParent is only ever its default), and removes
+// them in the background once a task has stopped: never, for a task still
+// running when its agent stopped, and not always before an agent stops right
+// after its jobs. The allocations are those the agent listed before it
+// stopped and those its data directory holds, so no other agent's groups
+// are touched. A process left in one (a raw_exec task of this agent) is
+// killed.
+func (a *Agent) removeTaskCgroups() {
+	a.mu.Lock()
+	ids := maps.Clone(a.allocs)
+	a.mu.Unlock()
+	dirs, _ := os.ReadDir(filepath.Join(a.Dir, "data", "alloc"))
+	for _, d := range dirs {
+		ids[d.Name()] = true
+	}
+	for id := range ids {
+		for _, dir := range TaskCgroups(id) {
+			killProcs(dir)
+			removeTree(dir)
 		}
+	}
+}
+
+// TaskCgroups returns the directories of Nomad's own cgroups of the tasks
+// of allocation alloc that exist: /nomad/<alloc>.<task> in each cgroup v1
+// controller (cpuset's under a partition), or
+// nomad.slice/<partition>/<alloc>.<task>.scope on cgroup v2.
+func TaskCgroups(alloc string) []string {
+	if len(alloc) != 36 || strings.ContainsAny(alloc, "/*?[") {
+		return nil // not an allocation id
+	}
+	var out []string
+	for _, pattern := range []string{"*/nomad/" + alloc + ".*", "*/nomad/*/" + alloc + ".*", "nomad.slice/*/" + alloc + ".*.scope"} {
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", pattern))
+		out = append(out, dirs...)
+	}
+	return out
+}
+
+// killProcs kills the processes of the cgroup directory dir and waits a
+// little for them to leave it.
+func killProcs(dir string) {
+	for range 50 {
+		raw, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		pids := strings.Fields(string(raw))
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
