@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ type Agent struct {
 	// allocs are the allocation ids the agent listed before it stopped,
 	// whose task cgroups cleanup removes.
 	allocs map[string]bool
+	// pgids are the process groups of every start of the agent, where the
+	// plugins it started (logmon, executors) stay after it stops.
+	pgids []int
 }
 
 // Start launches an agent and returns it once it leads and its node is ready
@@ -161,6 +165,7 @@ func (a *Agent) start() error {
 	}
 	done := make(chan struct{})
 	a.cmd, a.done = cmd, done
+	a.pgids = append(a.pgids, cmd.Process.Pid)
 	a.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
@@ -272,6 +277,7 @@ func (a *Agent) cleanup() {
 	if a.t.Failed() {
 		a.t.Logf("nomad agent log:\n%s", a.out)
 	}
+	a.killPlugins()
 	a.removeCgroups()
 	a.unmount()
 }
@@ -325,6 +331,37 @@ func (a *Agent) stopJobs(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// killPlugins kills the nomad processes left in the agent's process groups:
+// the plugins of tasks that ran when the agent stopped (logmon, executors),
+// which wait for an agent to reattach them.
+func (a *Agent) killPlugins() {
+	a.mu.Lock()
+	pgids := slices.Clone(a.pgids)
+	a.mu.Unlock()
+	bin, err := filepath.EvalSymlinks(a.bin)
+	if err != nil {
+		return
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, stat := range stats {
+		raw, err := os.ReadFile(stat)
+		// pid (comm) state ppid pgrp ...; comm may hold spaces.
+		_, rest, ok := strings.Cut(string(raw), ") ")
+		f := strings.Fields(rest)
+		if err != nil || !ok || len(f) < 3 {
+			continue
+		}
+		pgid, _ := strconv.Atoi(f[2])
+		exe, _ := os.Readlink(filepath.Join(filepath.Dir(stat), "exe"))
+		if !slices.Contains(pgids, pgid) || exe != bin {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(stat))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }

@@ -1,7 +1,10 @@
 package nomadtest_test
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +15,8 @@ import (
 
 // An agent stopped while its tasks run, as a test that restarts Nomad does,
 // leaves Nomad's own task cgroups behind, which Nomad removes only when it
-// stops a task itself: the agent's cleanup removes them, and only them.
+// stops a task itself, and the tasks' logmon plugins, which wait for the
+// agent to come back: the agent's cleanup removes them, and only them.
 func TestCleanupRemovesTaskCgroups(t *testing.T) {
 	consul := consultest.Start(t)
 	var allocs []string
@@ -38,4 +42,24 @@ func TestCleanupRemovesTaskCgroups(t *testing.T) {
 			t.Errorf("task cgroups of allocation %s left: %v", id, dirs)
 		}
 	}
+	testbin.Poll(t, 5*time.Second, func() bool { return len(holders(dir)) == 0 },
+		func() string {
+			return fmt.Sprintf("processes still hold files in the agent's directory: %v", holders(dir))
+		})
+}
+
+// holders returns the command lines of the processes with a file open
+// below dir.
+func holders(dir string) []string {
+	var out []string
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(target, dir+"/") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(fd, "..", "..", "cmdline"))
+		out = append(out, strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return out
 }
