@@ -22,11 +22,11 @@ const oneOffTask = "proxy"
 func (n *Nomad) startOneOff(ctx context.Context, node string, size Size) (_ *nomadClaim, err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.StartTimeout)
 	defer cancel()
-	mhz, err := n.coreMHz(ctx, node)
+	cpu, err := n.oneOffCPU(ctx, node, size)
 	if err != nil {
 		return nil, err
 	}
-	job := n.oneOffJob(n.opts.JobPrefix+randomSuffix(), node, size, mhz)
+	job := n.oneOffJob(n.opts.JobPrefix+randomSuffix(), node, size, cpu)
 	if _, _, err := n.opts.Nomad.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
 		return nil, fmt.Errorf("register job %s: %w", *job.ID, err)
 	}
@@ -54,14 +54,14 @@ func (n *Nomad) startOneOff(ctx context.Context, node string, size Size) (_ *nom
 
 // oneOffJob is a service job of one xfaas container of size on node, which
 // never restarts nor moves: a container that ends is lost, and its claim
-// with it. Nomad reserves what the container's cgroup lets it use (its
-// Limits, the CPU at coreMHz a core), so that its bin-packing agrees with
-// the limits. Its service is the pool job's, with meta job naming this job,
-// so no replica takes it for a pool container.
-func (n *Nomad) oneOffJob(id, node string, size Size, coreMHz int64) *nomadapi.Job {
+// with it. Nomad reserves the memory the container's cgroup lets it use
+// (its Limits), so that it never places more than a node holds, and cpu
+// MHz (oneOffCPU). Its service is the pool job's, with meta job naming this
+// job, so no replica takes it for a pool container.
+func (n *Nomad) oneOffJob(id, node string, size Size, cpu int) *nomadapi.Job {
 	size = size.filled()
-	millicores, memoryMB := size.Limits()
-	cpu, mem := int((millicores*coreMHz+999)/1000), int(memoryMB)
+	_, memoryMB := size.Limits()
+	mem := int(memoryMB)
 	job := nomadapi.NewServiceJob(id, id, "global", 50)
 	job.Datacenters = n.opts.Datacenters
 	job.Meta = map[string]string{"xfaas": "one-off"}
@@ -91,6 +91,55 @@ func (n *Nomad) oneOffJob(id, node string, size Size, coreMHz int64) *nomadapi.J
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// oneOffCPU is the CPU, in MHz, Nomad reserves for a one-off container of
+// size: as much for each millicore of its cgroup quota as the pool job
+// reserves for its containers (cpu_mhz in jobspecs/xfaas-pool.nomad.hcl,
+// the operator's choice of how much of a quota, a ceiling, to reserve), so
+// that a one-off and a pool container of one size count alike. Without a
+// pool job to go by, it is the whole quota, at the MHz of one of node's
+// cores.
+func (n *Nomad) oneOffCPU(ctx context.Context, node string, size Size) (int, error) {
+	millicores, _ := size.Limits()
+	if mhz, poolMillicores, ok := n.poolCPU(ctx); ok {
+		return int((millicores*mhz + poolMillicores - 1) / poolMillicores), nil
+	}
+	core, err := n.coreMHz(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	return int((millicores*core + 999) / 1000), nil
+}
+
+// poolCPU returns the CPU the pool job's task reserves, in MHz, and its
+// containers' cgroup quota, in millicores; false without a pool job that
+// says.
+func (n *Nomad) poolCPU(ctx context.Context) (mhz, millicores int64, ok bool) {
+	job, _, err := n.opts.Nomad.Jobs().Info(n.opts.PoolJob, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, g := range job.TaskGroups {
+		for _, t := range g.Tasks {
+			if t.Driver != DriverName || t.Resources == nil || t.Resources.CPU == nil || *t.Resources.CPU <= 0 {
+				continue
+			}
+			millicores, _ = taskSize(t.Config).Limits()
+			return int64(*t.Resources.CPU), millicores, true
+		}
+	}
+	return 0, 0, false
+}
+
+// taskSize is the size an xfaas task config asks for; what it leaves out
+// takes the driver's defaults, which are the function config's.
+func taskSize(config map[string]any) Size {
+	num := func(k string) int {
+		v, _ := config[k].(float64) // JSON numbers
+		return int(v)
+	}
+	return Size{Workers: num("max_workers"), WorkerCPUMillicores: num("worker_cpu_millicores"), WorkerMemoryMB: num("worker_memory_mb")}
+}
 
 // coreMHz is what Nomad counts one of node's cores as: its usable compute
 // over its cores, as Nomad itself converts MHz to a share of the CPUs.

@@ -41,8 +41,9 @@ func TestNomadClaimSized(t *testing.T) {
 	}
 }
 
-// checkOneOffJob checks that ct's job asks the driver for size and Nomad
-// for the container's limits: its memory, and its CPU in Nomad's MHz.
+// checkOneOffJob checks that ct's job asks the driver for size, and Nomad
+// for the container's memory limit and, for its CPU quota, as much as the
+// pool job reserves for a millicore of its containers'.
 func checkOneOffJob(t *testing.T, c *nomadCluster, ct placement.Container, size placement.Size) {
 	t.Helper()
 	a := c.nomad.AllocOf(t, ct.ID)
@@ -60,14 +61,16 @@ func checkOneOffJob(t *testing.T, c *nomadCluster, ct placement.Container, size 
 			t.Errorf("task config %s = %v; want %d", k, task.Config[k], want)
 		}
 	}
-	node, _, err := c.nomad.Client.Nodes().Info(a.NodeID, nil)
+	// The pool job's containers: 1200 millicores (startNomadCluster).
+	pool, _, err := c.nomad.Client.Jobs().Info(placement.DefaultPoolJob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	poolMHz := int64(*pool.TaskGroups[0].Tasks[0].Resources.CPU)
 	millicores, memoryMB := size.Limits()
-	coreMHz := node.NodeResources.Cpu.CpuShares / int64(node.NodeResources.Cpu.TotalCpuCores)
-	if wantCPU := (millicores*coreMHz + 999) / 1000; int64(*task.Resources.CPU) != wantCPU {
-		t.Errorf("resources cpu = %d MHz; want %d (%d millicores at %d MHz a core)", *task.Resources.CPU, wantCPU, millicores, coreMHz)
+	if wantCPU := (millicores*poolMHz + 1199) / 1200; int64(*task.Resources.CPU) != wantCPU {
+		t.Errorf("resources cpu = %d MHz; want %d (%d millicores, as the pool reserves %d MHz for 1200)",
+			*task.Resources.CPU, wantCPU, millicores, poolMHz)
 	}
 	if int64(*task.Resources.MemoryMB) != memoryMB {
 		t.Errorf("resources memory = %d MB; want %d", *task.Resources.MemoryMB, memoryMB)
