@@ -44,10 +44,6 @@ func TestRegistry(t *testing.T) {
 		registrytest.Run(t, func(t *testing.T) registry.Registry { return isolated(t, agent.Client) })
 	})
 	t.Run("ClaimRaceAcrossReplicas", func(t *testing.T) { claimRaceAcrossReplicas(t, agent, isolation()) })
-	t.Run("Watch", func(t *testing.T) {
-		opts := isolation()
-		watch(t, newRegistry(t, agent.Client, opts), newRegistry(t, agent.NewClient(t), opts))
-	})
 	t.Run("EscapedKeys", func(t *testing.T) { escapedKeys(t, isolated(t, agent.Client)) })
 	t.Run("UnixTTL", func(t *testing.T) { unixTTL(t, agent, isolated(t, agent.Client)) })
 	t.Run("ClaimUndone", func(t *testing.T) { claimUndone(t, agent, isolation()) })
@@ -152,61 +148,6 @@ func claimRaceAcrossReplicas(t *testing.T, agent *consultest.Agent, opts consul.
 	}
 }
 
-// A second Registry, as a restarted control plane, rebuilds and follows the
-// claims of the first.
-func watch(t *testing.T, writer, reader *consul.Registry) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	claim := func(container, fn, session string) {
-		t.Helper()
-		if _, won, err := writer.ClaimPrimary(ctx, registry.Registration{Container: container, Function: fn, Session: session, Addr: "tcp://127.0.0.1:1"}); !won || err != nil {
-			t.Fatalf("claim %s: won=%v %v", container, won, err)
-		}
-	}
-	claim("a", "fn", "s1")
-	claim("o", "other", "s1")
-
-	all, err := reader.Primaries(ctx, "")
-	if err != nil || len(all) != 2 || all[0].Container != "a" || all[1].Container != "o" {
-		t.Fatalf("Primaries() = %+v, %v", all, err)
-	}
-
-	snapshots := make(chan []string, 16)
-	watchCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- reader.WatchPrimaries(watchCtx, "fn", func(regs []registry.Registration) {
-			var c []string
-			for _, r := range regs {
-				c = append(c, r.Container)
-			}
-			snapshots <- c
-		})
-	}()
-	next := func(want string) {
-		t.Helper()
-		select {
-		case got := <-snapshots:
-			if fmt.Sprint(got) != want {
-				t.Fatalf("watch saw %v; want %s", got, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("watch saw nothing; want %s", want)
-		}
-	}
-	next("[a]")
-	claim("b", "fn", "s2")
-	next("[a b]")
-	if err := writer.ReleasePrimary(ctx, "fn", "s1", "a"); err != nil {
-		t.Fatal(err)
-	}
-	next("[b]")
-	stop()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("WatchPrimaries returned %v; want context.Canceled", err)
-	}
-}
-
 // Names that are not plain path segments still make one key each.
 func escapedKeys(t *testing.T, r *consul.Registry) {
 	ctx := context.Background()
@@ -220,9 +161,6 @@ func escapedKeys(t *testing.T, r *consul.Registry) {
 		if err != nil || got.Container != "c-"+s || got.Session != s {
 			t.Fatalf("Primary(%q) = %+v, %v", s, got, err)
 		}
-	}
-	if got, err := r.Primaries(ctx, "f/n"); err != nil || len(got) != 6 {
-		t.Fatalf("Primaries = %+v, %v", got, err)
 	}
 	if _, err := r.Primary(ctx, "f", "n/a"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("f, n/a: %v; want ErrNotFound", err)

@@ -51,6 +51,7 @@
 // running and serving their sessions, and a session-tied claim would be
 // deleted under a live primary, letting another replica start a second one
 // with no state. A claim ends when a control plane releases it (eviction,
-// keep-alive expiry, or finding the primary gone); a replica that starts
-// reads the claims back with Primaries and follows them with WatchPrimaries.
+// keep-alive expiry, or finding the primary gone). A replica that starts
+// adopts a namespace on its first request, from Primary: it keeps no table
+// of claims to rebuild.
 package consul

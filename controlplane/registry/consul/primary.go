@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -109,71 +108,6 @@ func (r *Registry) ReleasePrimary(ctx context.Context, function, session, contai
 func (r *Registry) Primary(ctx context.Context, function, session string) (registry.Registration, error) {
 	owner, _, err := r.read(ctx, r.key(function, session))
 	return owner, err
-}
-
-// Primaries returns the claims of function (all with ""), sorted by
-// function and session: what a starting control plane rebuilds its
-// namespace table from.
-func (r *Registry) Primaries(ctx context.Context, function string) ([]registry.Registration, error) {
-	regs, _, err := r.primaries(ctx, function, 0)
-	return regs, err
-}
-
-// WatchPrimaries calls fn with the claims of function (all with "") at
-// once and after each change, from blocking queries on the KV prefix, until
-// ctx ends; then it returns ctx.Err(). Errors are logged and retried after
-// a pause. fn runs on the caller's goroutine and must not block for long.
-func (r *Registry) WatchPrimaries(ctx context.Context, function string, fn func([]registry.Registration)) error {
-	var index uint64
-	for {
-		regs, next, err := r.primaries(ctx, function, index)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			r.opts.Logger.Warn("failed to watch primaries", "function", function, "error", err)
-			index = 0
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(r.opts.CheckInterval):
-			}
-			continue
-		}
-		if next != index {
-			fn(regs)
-		}
-		// Consul: an index that goes backwards means a reset; start over.
-		if next < index {
-			next = 0
-		}
-		index = max(next, 1)
-	}
-}
-
-// primaries lists the claims under the function's prefix, blocking until
-// the prefix's index passes waitIndex (when not 0).
-func (r *Registry) primaries(ctx context.Context, function string, waitIndex uint64) ([]registry.Registration, uint64, error) {
-	prefix := r.opts.KeyPrefix
-	if function != "" {
-		prefix += escape(function) + "/"
-	}
-	pairs, meta, err := r.c.KV().List(prefix, (&api.QueryOptions{WaitIndex: waitIndex}).WithContext(ctx))
-	if err != nil {
-		return nil, 0, fmt.Errorf("list primaries under %s: %w", prefix, err)
-	}
-	out := make([]registry.Registration, 0, len(pairs))
-	for _, p := range pairs {
-		reg, err := decode(p)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, reg)
-	}
-	slices.SortFunc(out, func(a, b registry.Registration) int {
-		return strings.Compare(a.Function+"\x00"+a.Session, b.Function+"\x00"+b.Session)
-	})
-	return out, meta.LastIndex, nil
 }
 
 // read returns the claim at key and its ModifyIndex, or registry.ErrNotFound.
