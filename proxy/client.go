@@ -53,7 +53,10 @@ func (c *Client) Close() error {
 
 // Invoke runs one request. The container stops the request when ctx's
 // deadline passes, even if this side has gone. A connection that breaks
-// (the container went away) is wire.ErrClosed.
+// (the container went away) is wire.ErrClosed, as is a call on a closed
+// Client. A connection that cannot be made is the dial's error, or ctx's
+// when ctx is done: a caller that gave up says nothing about the container,
+// so it must not read like one that went away.
 func (c *Client) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	var timeout time.Duration
 	if deadline, ok := ctx.Deadline(); ok {
@@ -61,7 +64,10 @@ func (c *Client) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 	}
 	sc, err := c.inv.Get(ctx)
 	if err != nil {
-		return nil, wire.ErrClosed
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
 	}
 	out, err := sc.Call(ctx, methodInvoke, encodeInvoke(input, timeout))
 	c.inv.Put(sc)
