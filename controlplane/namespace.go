@@ -37,6 +37,25 @@ type namespace struct {
 	retiring bool // being checkpointed and released (keepalive.go)
 }
 
+// goneGrace is how long a member whose invocation connection failed may
+// take to show its management connection ended too. A container that dies
+// breaks both at once, but the management connection's reader may notice a
+// moment later.
+const goneGrace = 50 * time.Millisecond
+
+// gone reports whether m's container has ended: its management connection
+// did, or does within goneGrace.
+func (m *member) gone() bool {
+	t := time.NewTimer(goneGrace)
+	defer t.Stop()
+	select {
+	case <-m.client.Done():
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 func (ns *namespace) isRetiring() bool {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()

@@ -124,14 +124,37 @@ func (s *Scheduler) Invoke(ctx context.Context, fn *Function, session string, in
 		}
 		out, err := m.client.Invoke(ctx, input)
 		ns.release(m)
-		if errors.Is(err, wire.ErrClosed) {
-			// The container went away mid-request: whether the request
-			// ran is unknown, so it is not retried.
-			s.memberGone(ns, m.c.ID)
-			return Result{}, apierror.New(apierror.Unavailable, "container %s went away during the request", m.c.ID)
+		if err != nil && !answered(err) {
+			// Whether the request ran is unknown, so it is not retried.
+			return Result{}, s.unanswered(ctx, ns, m, err)
 		}
 		return Result{Output: out, Container: m.c.ID, Node: m.c.Node, Role: m.role}, err
 	}
+}
+
+// answered reports whether err is the container's answer to a request,
+// rather than a failure to get one.
+func answered(err error) bool {
+	var ae *apierror.Error
+	return errors.As(err, &ae) && !errors.Is(err, wire.ErrClosed)
+}
+
+// unanswered maps a request that got no answer from m. Only a container
+// whose management connection has ended is taken for gone: a caller that
+// gave up, or one invocation connection that could not be made or broke,
+// says nothing about the container, and forgetting a primary drops the
+// session's state.
+func (s *Scheduler) unanswered(ctx context.Context, ns *namespace, m *member, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return apierror.New(apierror.Timeout, "the request ended before container %s answered", m.c.ID)
+	}
+	if m.gone() {
+		s.memberGone(ns, m.c.ID)
+		return apierror.New(apierror.Unavailable, "container %s went away during the request", m.c.ID)
+	}
+	s.log.Warn("container did not answer a request", "function", ns.fn.Name, "session", ns.session, "container", m.c.ID, "error", err)
+	return &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+		Message: fmt.Sprintf("container %s could not be reached", m.c.ID)}
 }
 
 // namespace returns the live namespace of (fn, session), or creates it.

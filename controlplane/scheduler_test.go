@@ -1,0 +1,269 @@
+package controlplane
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/wire"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// These tests check the scheduler's bookkeeping at moments that real
+// containers cannot be made to hit on cue: a caller that gives up before
+// its request is sent, a primary that dies while it is checkpointed. They
+// run on fakes (a backend that records releases, an announcer that records
+// "down", containers that take connections and never answer). The request
+// path through real containers is tested in api_test.go.
+
+// A caller that gave up before its request reached the container says
+// nothing about the container: the session and its state stay.
+func TestCallerGivingUpKeepsTheSession(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	fn := testFunction(t)
+	ns := s.newNamespace(fn, "default", startFakeContainer(t).member(t, "p1", proxy.RolePrimary, true))
+	install(s, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the HTTP client hung up
+	_, err := s.Invoke(ctx, fn, "default", []byte("x"))
+	if kind := apierror.KindOf(err); kind != apierror.Timeout {
+		t.Errorf("Invoke: %s %v; want a timeout", kind, err)
+	}
+	if s.active("f", "default") != ns {
+		t.Errorf("the session was forgotten because one caller gave up")
+	}
+	if b.wasReleased("p1") {
+		t.Errorf("the live primary was released, and its state with it")
+	}
+}
+
+// A container that takes no new connection but keeps its management
+// connection is alive: the request fails with 503 and the session stays.
+func TestUnreachableContainerKeepsTheSession(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	fn := testFunction(t)
+	c := startFakeContainer(t)
+	ns := s.newNamespace(fn, "default", c.member(t, "p1", proxy.RolePrimary, true))
+	install(s, ns)
+	c.stopListening()
+	_, err := s.Invoke(context.Background(), fn, "default", []byte("x"))
+	if kind := apierror.KindOf(err); kind != apierror.Unavailable {
+		t.Errorf("Invoke: %s %v; want unavailable", kind, err)
+	}
+	if s.active("f", "default") != ns || b.wasReleased("p1") {
+		t.Errorf("a primary that is still connected was taken for dead")
+	}
+}
+
+// A request to a container that died finds it gone: the namespace goes
+// with its primary.
+func TestDeadPrimaryIsForgottenByTheNextRequest(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	fn := testFunction(t)
+	c := startFakeContainer(t)
+	p := c.member(t, "p1", proxy.RolePrimary, true)
+	install(s, s.newNamespace(fn, "default", p))
+	c.die()
+	<-p.client.Done()
+	_, err := s.Invoke(context.Background(), fn, "default", []byte("x"))
+	if kind := apierror.KindOf(err); kind != apierror.Unavailable {
+		t.Errorf("Invoke: %s %v; want unavailable", kind, err)
+	}
+	if s.active("f", "default") != nil || !b.wasReleased("p1") {
+		t.Errorf("the dead primary's namespace is still active")
+	}
+}
+
+// fakeBackend has one node and no containers to claim; it records what is
+// released.
+type fakeBackend struct {
+	lost chan placement.Container
+
+	mu       sync.Mutex
+	released []string
+	claims   int
+}
+
+func (b *fakeBackend) Nodes(context.Context) ([]placement.Node, error) {
+	return []placement.Node{{Name: "n0", Capacity: 8}}, nil
+}
+
+func (b *fakeBackend) Claim(context.Context, string, placement.Size) (placement.Container, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.claims++
+	return placement.Container{}, false, placement.ErrNoCapacity
+}
+
+func (b *fakeBackend) Release(_ context.Context, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.released = append(b.released, id)
+	return nil
+}
+
+func (b *fakeBackend) wasReleased(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Contains(b.released, id)
+}
+
+func (b *fakeBackend) claimed() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.claims
+}
+
+func (b *fakeBackend) Lost() <-chan placement.Container { return b.lost }
+func (b *fakeBackend) Close(context.Context) error      { return nil }
+
+// fakeAnnouncer records the containers announced down.
+type fakeAnnouncer struct {
+	mu   sync.Mutex
+	down []string
+}
+
+func (a *fakeAnnouncer) Announce(r registry.Registration, up bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !up {
+		a.down = append(a.down, r.Container)
+	}
+}
+
+func (a *fakeAnnouncer) downs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.down)
+}
+
+func newTestScheduler(t *testing.T) (*Scheduler, *fakeBackend, *fakeAnnouncer) {
+	b := &fakeBackend{lost: make(chan placement.Container)}
+	a := &fakeAnnouncer{}
+	s := NewScheduler(SchedulerOptions{Backend: b, Registry: registry.NewMemory(), Announcer: a})
+	t.Cleanup(s.Close)
+	return s, b, a
+}
+
+// fakeContainer takes wire connections on a Unix socket and never answers:
+// a container that is alive but busy.
+type fakeContainer struct {
+	addr string
+	ln   net.Listener
+	// requests gets a value when a request arrives (after a connection's
+	// preface); values are dropped while one is waiting.
+	requests chan struct{}
+
+	mu    sync.Mutex
+	conns []net.Conn
+	dead  bool
+}
+
+func startFakeContainer(t *testing.T) *fakeContainer {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &fakeContainer{addr: "unix://" + path, ln: ln, requests: make(chan struct{}, 1)}
+	t.Cleanup(c.die)
+	go c.accept()
+	return c
+}
+
+func (c *fakeContainer) accept() {
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.dead {
+			c.mu.Unlock()
+			conn.Close()
+			return
+		}
+		c.conns = append(c.conns, conn)
+		c.mu.Unlock()
+		go c.read(conn)
+	}
+}
+
+func (c *fakeContainer) read(conn net.Conn) {
+	if _, err := io.ReadFull(conn, make([]byte, len(wire.Preface))); err != nil {
+		return
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
+		select {
+		case c.requests <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *fakeContainer) taken() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns)
+}
+
+// stopListening refuses new connections and keeps the ones it has.
+func (c *fakeContainer) stopListening() { c.ln.Close() }
+
+// die breaks every connection, as the container's end would.
+func (c *fakeContainer) die() {
+	c.ln.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dead = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// member connects to the container as a member of a namespace, once the
+// container has taken the connection (a listener closed before that would
+// reset it).
+func (c *fakeContainer) member(t *testing.T, id string, role proxy.Role, owned bool) *member {
+	before := c.taken()
+	cl, err := proxy.Dial(context.Background(), c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	for deadline := time.Now().Add(10 * time.Second); c.taken() == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fake container did not take the connection")
+		}
+	}
+	return &member{c: placement.Container{ID: id, Node: "n0", Addr: c.addr}, role: role, client: cl, owned: owned}
+}
+
+func testFunction(t *testing.T) *Function {
+	cfg, err := fnconfig.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Function{Name: "f", Version: 1, Config: cfg}
+}
+
+// install makes ns the active namespace of its session, as a ColdSession
+// does.
+func install(s *Scheduler, ns *namespace) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.namespaces[nsKey{ns.fn.Name, ns.session}] = ns
+}
