@@ -45,12 +45,29 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 	ns.wakeAllLocked()
 	ns.mu.Unlock()
 	revert := func(err error) (proxy.CheckpointInfo, error) {
-		ns.mu.Lock()
-		ns.dead, ns.retiring = false, false
-		ns.mu.Unlock()
+		// A primary that died while it was checkpointed takes the
+		// namespace with it, as it would have if it was active: the
+		// backend's report of it finds no active namespace, so nothing
+		// else would forget it, and it would come back routing to a dead
+		// container.
+		if p := ns.primaryMember(); p != nil && p.gone() {
+			s.forget(ns)
+			return proxy.CheckpointInfo{}, errPrimaryDiedRetiring
+		}
+		// Both locks, as forget takes them: a namespace forget emptied
+		// meanwhile (a request found the primary gone) stays forgotten.
 		s.mu.Lock()
-		s.namespaces[key] = ns
+		ns.mu.Lock()
+		forgotten := len(ns.members) == 0
+		if !forgotten {
+			ns.dead, ns.retiring = false, false
+			s.namespaces[key] = ns
+		}
+		ns.mu.Unlock()
 		s.mu.Unlock()
+		if forgotten {
+			return proxy.CheckpointInfo{}, errPrimaryDiedRetiring
+		}
 		s.log.Warn("session not retired; it stays active", "function", key.fn, "session", key.session, "reason", reason, "error", err)
 		return proxy.CheckpointInfo{}, err
 	}
@@ -64,14 +81,9 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 		}
 	}
 	var info proxy.CheckpointInfo
-	ns.mu.Lock()
-	var p *member // retiring: the members stay until forget, unless the primary died
-	if len(ns.members) > 0 {
-		p = ns.primary()
-	}
-	ns.mu.Unlock()
+	p := ns.primaryMember() // retiring: the members stay until forget, unless the primary died
 	if p == nil {
-		return info, apierror.New(apierror.Unavailable, "the session's primary died while it was being checkpointed")
+		return info, errPrimaryDiedRetiring
 	}
 	if p.owned {
 		start := time.Now()
@@ -87,6 +99,8 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 	s.forget(ns)
 	return info, nil
 }
+
+var errPrimaryDiedRetiring = apierror.New(apierror.Unavailable, "the session's primary died while it was being checkpointed")
 
 // busy reports whether requests routed to the namespace are running.
 func (ns *namespace) busy() bool {

@@ -64,6 +64,17 @@ func (ns *namespace) isRetiring() bool {
 
 func (ns *namespace) primary() *member { return ns.members[0] }
 
+// primaryMember returns the primary, or nil once forget has emptied the
+// namespace.
+func (ns *namespace) primaryMember() *member {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if len(ns.members) == 0 {
+		return nil
+	}
+	return ns.members[0]
+}
+
 // acquire picks the container for one request and counts it in flight.
 // It may start a CopySession, wait in the namespace's queue, or refuse with
 // 429 when the queue is full.

@@ -363,16 +363,18 @@ func (s *Scheduler) stopMember(m *member) {
 // container it still has.
 func (s *Scheduler) forget(ns *namespace) {
 	key := nsKey{ns.fn.Name, ns.session}
+	// Both locks at once: retire's revert, which puts a namespace back,
+	// then sees it either still active or emptied, never in between.
 	s.mu.Lock()
 	if s.namespaces[key] == ns {
 		delete(s.namespaces, key)
 	}
-	s.mu.Unlock()
 	ns.mu.Lock()
 	members := ns.members
 	ns.members, ns.dead = nil, true
 	ns.wakeAllLocked()
 	ns.mu.Unlock()
+	s.mu.Unlock()
 	if len(members) == 0 {
 		return
 	}

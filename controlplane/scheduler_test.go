@@ -83,6 +83,53 @@ func TestDeadPrimaryIsForgottenByTheNextRequest(t *testing.T) {
 	}
 }
 
+// A primary that dies while it is checkpointed for an evict takes its
+// namespace with it: the failed checkpoint does not bring the namespace
+// back, neither emptied by forget (its next request would panic) nor with
+// a dead primary (kept until a request finds it dead).
+func TestPrimaryDyingDuringRetireIsNotRevived(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dies func(s *Scheduler, ns *namespace, c *fakeContainer)
+	}{
+		// A request that was running when the retire began found the
+		// container gone (Invoke's memberGone) and forgot the namespace.
+		{"forgotten", func(s *Scheduler, ns *namespace, _ *fakeContainer) { s.memberGone(ns, "p1") }},
+		// The container crashed; the backend's report of it finds no
+		// active namespace (a retiring one is not), so only the checkpoint
+		// call sees it.
+		{"crashed", func(_ *Scheduler, _ *namespace, c *fakeContainer) { c.die() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, b, _ := newTestScheduler(t)
+			c := startFakeContainer(t)
+			ns := s.newNamespace(testFunction(t), "default", c.member(t, "p1", proxy.RolePrimary, true))
+			install(s, ns)
+			evicted := make(chan error, 1)
+			go func() {
+				_, err := s.Evict(context.Background(), "f", "default")
+				evicted <- err
+			}()
+			<-c.requests // the checkpoint call reached the primary, which never answers
+			tc.dies(s, ns, c)
+			if err := <-evicted; apierror.KindOf(err) != apierror.Unavailable {
+				t.Errorf("Evict: %s %v; want unavailable", apierror.KindOf(err), err)
+			}
+			if ns := s.active("f", "default"); ns != nil {
+				ns.mu.Lock()
+				t.Errorf("the namespace came back: dead=%v with %d members", ns.dead, len(ns.members))
+				ns.mu.Unlock()
+				s.mu.Lock()
+				delete(s.namespaces, nsKey{"f", "default"}) // so that Close can clean up
+				s.mu.Unlock()
+			}
+			if !b.wasReleased("p1") {
+				t.Errorf("the dead primary was not released")
+			}
+		})
+	}
+}
+
 // fakeBackend has one node and no containers to claim; it records what is
 // released.
 type fakeBackend struct {
