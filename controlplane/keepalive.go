@@ -119,7 +119,8 @@ func (ns *namespace) busy() bool {
 func (ns *namespace) owned() bool {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	return !ns.dead && ns.members[0].owned
+	p := ns.primary()
+	return !ns.dead && p != nil && p.owned
 }
 
 // idle reports whether the namespace has run nothing for d.

@@ -62,17 +62,21 @@ func (ns *namespace) isRetiring() bool {
 	return ns.retiring
 }
 
-func (ns *namespace) primary() *member { return ns.members[0] }
-
-// primaryMember returns the primary, or nil once forget has emptied the
-// namespace.
-func (ns *namespace) primaryMember() *member {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
+// primary returns the primary, or nil once forget has emptied the
+// namespace: a namespace being forgotten is still in the hands of requests,
+// retires and CopySessions that took it before.
+func (ns *namespace) primary() *member {
 	if len(ns.members) == 0 {
 		return nil
 	}
 	return ns.members[0]
+}
+
+// primaryMember is primary for a caller without ns.mu.
+func (ns *namespace) primaryMember() *member {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.primary()
 }
 
 // acquire picks the container for one request and counts it in flight.
@@ -81,7 +85,7 @@ func (ns *namespace) primaryMember() *member {
 func (ns *namespace) acquire(ctx context.Context) (*member, error) {
 	for {
 		ns.mu.Lock()
-		if ns.dead {
+		if ns.dead || len(ns.members) == 0 {
 			ns.mu.Unlock()
 			return nil, errNamespaceGone
 		}
@@ -137,6 +141,9 @@ func (ns *namespace) queueLimit() int {
 func (ns *namespace) pickLocked() *member {
 	maxW := ns.fn.Config.MaxWorkers
 	p := ns.primary()
+	if p == nil {
+		return nil
+	}
 	if p.inflight < maxW {
 		return p
 	}
@@ -203,10 +210,13 @@ func (ns *namespace) dropWaiter(w chan struct{}) {
 // request that asked for it.
 func (ns *namespace) copySession(ctx context.Context) (*member, error) {
 	s := ns.sched
-	start := time.Now()
-	m, err := s.startMember(ctx, ns.fn, ns.session, proxy.RoleSecondary, ns.primaryNode(), ns.primaryAddr())
+	var m *member
+	node, addr, err := ns.primaryPlace()
 	if err == nil {
-		s.m.copySession.Observe(time.Since(start).Seconds())
+		start := time.Now()
+		if m, err = s.startMember(ctx, ns.fn, ns.session, proxy.RoleSecondary, node, addr); err == nil {
+			s.m.copySession.Observe(time.Since(start).Seconds())
+		}
 	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
@@ -224,16 +234,17 @@ func (ns *namespace) copySession(ctx context.Context) (*member, error) {
 	return m, nil
 }
 
-func (ns *namespace) primaryNode() string {
+// primaryPlace returns the primary's node and address for a CopySession,
+// or errNamespaceGone once the namespace is dead or forgotten (acquire
+// lets go of the lock before it starts one).
+func (ns *namespace) primaryPlace() (node, addr string, err error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	return ns.primary().c.Node
-}
-
-func (ns *namespace) primaryAddr() string {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	return ns.primary().c.Addr
+	p := ns.primary()
+	if ns.dead || p == nil {
+		return "", "", errNamespaceGone
+	}
+	return p.c.Node, p.c.Addr, nil
 }
 
 // remove drops a member that is gone. Losing the primary kills the

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -127,6 +128,35 @@ func TestPrimaryDyingDuringRetireIsNotRevived(t *testing.T) {
 				t.Errorf("the dead primary was not released")
 			}
 		})
+	}
+}
+
+// A CopySession started just before its namespace was forgotten, and any
+// request that finds a namespace without members, get an error, not a
+// panic (which would leave the namespace's lock held).
+func TestForgottenNamespaceAnswersErrors(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	fn := testFunction(t)
+	ns := s.newNamespace(fn, "default", startFakeContainer(t).member(t, "p1", proxy.RolePrimary, true))
+	install(s, ns)
+	ns.mu.Lock()
+	ns.copying++ // what acquire does before it calls copySession
+	ns.mu.Unlock()
+	s.forget(ns)
+	if _, err := ns.copySession(context.Background()); !errors.Is(err, errNamespaceGone) {
+		t.Errorf("copySession: %v; want errNamespaceGone", err)
+	}
+	if ns.copying != 0 || b.claimed() != 0 {
+		t.Errorf("copying=%d, %d containers claimed for a forgotten namespace", ns.copying, b.claimed())
+	}
+	ns.mu.Lock()
+	ns.dead = false // an emptied namespace that nothing marked dead
+	ns.mu.Unlock()
+	if _, err := ns.acquire(context.Background()); !errors.Is(err, errNamespaceGone) {
+		t.Errorf("acquire: %v; want errNamespaceGone", err)
+	}
+	if ns.owned() {
+		t.Errorf("a namespace without a primary is owned")
 	}
 }
 
