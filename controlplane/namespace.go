@@ -247,9 +247,9 @@ func (ns *namespace) primaryPlace() (node, addr string, err error) {
 	return p.c.Node, p.c.Addr, nil
 }
 
-// remove drops a member that is gone. Losing the primary kills the
-// namespace: the state lived there.
-func (ns *namespace) remove(id string) (found, wasPrimary bool) {
+// remove drops a member that is gone and returns it (nil if it is not
+// one). Losing the primary kills the namespace: the state lived there.
+func (ns *namespace) remove(id string) (m *member, wasPrimary bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	for i, m := range ns.members {
@@ -261,13 +261,13 @@ func (ns *namespace) remove(id string) (found, wasPrimary bool) {
 			for range ns.waiters {
 				ns.wakeLocked()
 			}
-			return true, true
+			return m, true
 		}
 		ns.members = append(ns.members[:i], ns.members[i+1:]...)
 		ns.wakeLocked()
-		return true, false
+		return m, false
 	}
-	return false, false
+	return nil, false
 }
 
 var errNamespaceGone = apierror.New(apierror.Unavailable, "the session's primary container is gone")

@@ -414,10 +414,13 @@ func (s *Scheduler) primaryChanged(u bus.Update) {
 }
 
 // memberGone handles a container that ended: a secondary leaves its
-// namespace; a primary takes the whole namespace with it.
+// namespace; a primary takes the whole namespace with it. Either way the
+// member is stopped like any other: its client closed, its container
+// released (a no-op for both backends once the container has ended) and
+// deregistered.
 func (s *Scheduler) memberGone(ns *namespace, id string) {
-	found, wasPrimary := ns.remove(id)
-	if !found {
+	m, wasPrimary := ns.remove(id)
+	if m == nil {
 		return
 	}
 	if wasPrimary {
@@ -425,11 +428,8 @@ func (s *Scheduler) memberGone(ns *namespace, id string) {
 		s.forget(ns)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	reg := registry.Registration{Container: id, Function: ns.fn.Name, Session: ns.session, Role: string(proxy.RoleSecondary)}
-	s.announce(reg, false)
-	_ = s.opts.Registry.Deregister(ctx, id)
+	s.announce(registration(ns.fn.Name, ns.session, m), false)
+	s.stopMember(m)
 }
 
 func (s *Scheduler) watchLost() {

@@ -160,6 +160,29 @@ func TestForgottenNamespaceAnswersErrors(t *testing.T) {
 	}
 }
 
+// A secondary that ended is released and its connections closed, not only
+// dropped from its namespace.
+func TestLostSecondaryIsReleased(t *testing.T) {
+	s, b, a := newTestScheduler(t)
+	fn := testFunction(t)
+	ns := s.newNamespace(fn, "default", startFakeContainer(t).member(t, "p1", proxy.RolePrimary, true))
+	sec := startFakeContainer(t).member(t, "s1", proxy.RoleSecondary, true)
+	ns.members = append(ns.members, sec)
+	install(s, ns)
+	s.memberGone(ns, "s1") // what watchLost does when the backend reports it
+	select {
+	case <-sec.client.Done():
+	default:
+		t.Errorf("the secondary's client is still open")
+	}
+	if !b.wasReleased("s1") || !slices.Contains(a.downs(), "s1") {
+		t.Errorf("the secondary was not released (released %v, down %v)", b.released, a.downs())
+	}
+	if s.active("f", "default") != ns || b.wasReleased("p1") {
+		t.Errorf("losing a secondary took the namespace with it")
+	}
+}
+
 // fakeBackend has one node and no containers to claim; it records what is
 // released.
 type fakeBackend struct {
