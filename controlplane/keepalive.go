@@ -19,9 +19,14 @@ var errNotActive = errors.New("session namespace is not active")
 // RATIONALE.md, "Checkpoints". New requests of the session wait while it
 // retires and then start it again, restored from the checkpoint. When the
 // checkpoint fails, nothing is released and the namespace serves on: state
-// is never dropped for want of a checkpoint.
+// is never dropped for want of a checkpoint. A namespace adopted from
+// another control plane is a conflict: its owner checkpoints and releases
+// it.
 func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (proxy.CheckpointInfo, error) {
 	key := nsKey{ns.fn.Name, ns.session}
+	if p := ns.primaryMember(); p != nil && !p.owned {
+		return proxy.CheckpointInfo{}, errOwnedElsewhere(ns.session)
+	}
 	s.mu.Lock()
 	if s.namespaces[key] != ns || s.starting[key] != nil {
 		s.mu.Unlock()
@@ -80,20 +85,17 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	var info proxy.CheckpointInfo
 	p := ns.primaryMember() // retiring: the members stay until forget, unless the primary died
 	if p == nil {
-		return info, errPrimaryDiedRetiring
+		return proxy.CheckpointInfo{}, errPrimaryDiedRetiring
 	}
-	if p.owned {
-		start := time.Now()
-		var err error
-		if info, err = p.client.Checkpoint(ctx); err != nil {
-			return revert(err)
-		}
-		s.m.checkpoint.Observe(time.Since(start).Seconds())
-		s.noteCheckpoint(key, info)
+	start := time.Now()
+	info, err := p.client.Checkpoint(ctx)
+	if err != nil {
+		return revert(err)
 	}
+	s.m.checkpoint.Observe(time.Since(start).Seconds())
+	s.noteCheckpoint(key, info)
 	s.log.Info("session retired", "function", key.fn, "session", key.session, "reason", reason,
 		"seq", info.Seq, "keys", info.Keys, "bytes", info.Bytes, "durable", info.Durable)
 	s.forget(ns)
@@ -182,7 +184,7 @@ func (s *Scheduler) Checkpoint(ctx context.Context, fn, session string) (proxy.C
 		return proxy.CheckpointInfo{}, errNotActive
 	}
 	if !p.owned {
-		return proxy.CheckpointInfo{}, apierror.New(apierror.Conflict, "session %s is owned by another control plane", session)
+		return proxy.CheckpointInfo{}, errOwnedElsewhere(session)
 	}
 	start := time.Now()
 	info, err := p.client.Checkpoint(ctx)
@@ -193,6 +195,10 @@ func (s *Scheduler) Checkpoint(ctx context.Context, fn, session string) (proxy.C
 	return info, err
 }
 
+func errOwnedElsewhere(session string) error {
+	return apierror.New(apierror.Conflict, "session %s is owned by another control plane", session)
+}
+
 func (s *Scheduler) active(fn, session string) *namespace {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,10 +207,12 @@ func (s *Scheduler) active(fn, session string) *namespace {
 
 // Upgrade retires the namespaces that run an older version of f, so the
 // next request restores their state into the new version (checkpoint,
-// swap, restore). It does not block.
+// swap, restore). It does not block. A namespace adopted from another
+// control plane is left to its owner, which gets the same version; when
+// the owner retires it, primaryChanged drops it here.
 func (s *Scheduler) Upgrade(f *Function) {
 	for _, ns := range s.all() {
-		if ns.fn.Name != f.Name || ns.fn.Version >= f.Version {
+		if ns.fn.Name != f.Name || ns.fn.Version >= f.Version || !ns.owned() {
 			continue
 		}
 		s.retireAsync(ns, "upgrade")

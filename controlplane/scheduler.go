@@ -360,7 +360,8 @@ func (s *Scheduler) stopMember(m *member) {
 }
 
 // forget drops a dead namespace, releasing the primary's claim and every
-// container it still has.
+// container it still has. A namespace adopted from another control plane
+// is only dropped from here (its client closed): its owner releases it.
 func (s *Scheduler) forget(ns *namespace) {
 	key := nsKey{ns.fn.Name, ns.session}
 	// Both locks at once: retire's revert, which puts a namespace back,
@@ -386,7 +387,11 @@ func (s *Scheduler) forget(ns *namespace) {
 		_ = s.opts.Registry.ReleasePrimary(ctx, ns.fn.Name, ns.session, members[0].c.ID)
 	}
 	for _, m := range members {
-		s.announce(registration(ns.fn.Name, ns.session, m), false)
+		// An adopted primary is alive and another control plane's: a
+		// "down" from here would tombstone it in every address table.
+		if m.owned {
+			s.announce(registration(ns.fn.Name, ns.session, m), false)
+		}
 		s.stopMember(m)
 	}
 }

@@ -183,6 +183,43 @@ func TestLostSecondaryIsReleased(t *testing.T) {
 	}
 }
 
+// A namespace adopted from another control plane is only dropped from this
+// one's cache when it idles: its primary is alive and owned elsewhere, so
+// it is neither announced down nor released.
+func TestIdleAdoptedPrimaryIsNotAnnouncedDown(t *testing.T) {
+	s, b, a := newTestScheduler(t)
+	fn := testFunction(t)
+	p := startFakeContainer(t).member(t, "p-other", proxy.RolePrimary, false)
+	ns := s.newNamespace(fn, "default", p)
+	ns.lastUsed = time.Now().Add(-time.Hour)
+	install(s, ns)
+	s.keepAlive()
+	select {
+	case <-p.client.Done(): // forget closes the client after announcing
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle adopted namespace was not dropped")
+	}
+	if slices.Contains(a.downs(), "p-other") || b.wasReleased("p-other") {
+		t.Errorf("another control plane's live primary was announced down (%v) or released", a.downs())
+	}
+}
+
+// Evicting a session whose primary another control plane owns is a
+// conflict, as checkpointing it is: nothing here can checkpoint or release
+// it.
+func TestEvictOfAdoptedSessionIsAConflict(t *testing.T) {
+	s, b, a := newTestScheduler(t)
+	fn := testFunction(t)
+	ns := s.newNamespace(fn, "default", startFakeContainer(t).member(t, "p-other", proxy.RolePrimary, false))
+	install(s, ns)
+	if _, err := s.Evict(context.Background(), "f", "default"); apierror.KindOf(err) != apierror.Conflict {
+		t.Errorf("Evict: %s %v; want a conflict", apierror.KindOf(err), err)
+	}
+	if s.active("f", "default") != ns || len(a.downs()) > 0 || b.wasReleased("p-other") {
+		t.Errorf("the adopted namespace was dropped (down %v)", a.downs())
+	}
+}
+
 // fakeBackend has one node and no containers to claim; it records what is
 // released.
 type fakeBackend struct {
