@@ -12,12 +12,15 @@ import (
 )
 
 // member is one container of a namespace, as this control plane sees it.
-// inflight counts the requests this control plane has routed to it.
+// inflight counts the requests this control plane has routed to it, and
+// lastUsed is when one last started or ended there (a secondary idle for
+// SecondaryIdle is released); both are guarded by the namespace's mu.
 type member struct {
 	c        placement.Container
 	role     proxy.Role
 	client   *proxy.Client
 	inflight int
+	lastUsed time.Time
 	owned    bool // placed by this control plane (else adopted from the registry)
 }
 
@@ -91,7 +94,8 @@ func (ns *namespace) acquire(ctx context.Context) (*member, error) {
 		}
 		if m := ns.pickLocked(); m != nil {
 			m.inflight++
-			ns.lastUsed = time.Now()
+			m.lastUsed = time.Now()
+			ns.lastUsed = m.lastUsed
 			ns.mu.Unlock()
 			return m, nil
 		}
@@ -170,7 +174,8 @@ func (ns *namespace) pickLocked() *member {
 func (ns *namespace) release(m *member) {
 	ns.mu.Lock()
 	m.inflight--
-	ns.lastUsed = time.Now()
+	m.lastUsed = time.Now()
+	ns.lastUsed = m.lastUsed
 	ns.wakeLocked()
 	ns.mu.Unlock()
 }
@@ -229,8 +234,9 @@ func (ns *namespace) copySession(ctx context.Context) (*member, error) {
 		return nil, errNamespaceGone
 	}
 	m.inflight++
+	m.lastUsed = time.Now()
 	ns.members = append(ns.members, m)
-	ns.lastUsed = time.Now()
+	ns.lastUsed = m.lastUsed
 	return m, nil
 }
 

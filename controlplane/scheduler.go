@@ -230,7 +230,8 @@ func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session strin
 }
 
 func (s *Scheduler) newNamespace(fn *Function, session string, primary *member) *namespace {
-	return &namespace{fn: fn, session: session, sched: s, members: []*member{primary}, lastUsed: time.Now()}
+	primary.lastUsed = time.Now()
+	return &namespace{fn: fn, session: session, sched: s, members: []*member{primary}, lastUsed: primary.lastUsed}
 }
 
 // lostRace: another control plane claimed the namespace first.
@@ -483,16 +484,19 @@ func (s *Scheduler) trimLoop() {
 	}
 }
 
-// idleSecondaries removes and returns the secondaries of an idle namespace.
+// idleSecondaries removes and returns the secondaries that have run
+// nothing for idle. Each is measured on its own: the primary takes
+// requests first, so under a light load the secondaries a burst added
+// serve nothing while the namespace stays busy.
 func (ns *namespace) idleSecondaries(idle time.Duration) []*member {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.dead || len(ns.members) < 2 || time.Since(ns.lastUsed) < idle {
+	if ns.dead || len(ns.members) < 2 {
 		return nil
 	}
 	var out, keep []*member
 	for i, m := range ns.members {
-		if i > 0 && m.inflight == 0 {
+		if i > 0 && m.inflight == 0 && time.Since(m.lastUsed) >= idle {
 			out = append(out, m)
 		} else {
 			keep = append(keep, m)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
@@ -218,6 +219,34 @@ func TestEvictOfAdoptedSessionIsAConflict(t *testing.T) {
 	if s.active("f", "default") != ns || len(a.downs()) > 0 || b.wasReleased("p-other") {
 		t.Errorf("the adopted namespace was dropped (down %v)", a.downs())
 	}
+}
+
+// SecondaryIdle is how long each secondary may sit idle: one that serves
+// nothing is released even while the primary serves a light load.
+func TestIdleSecondaryReleasedWhilePrimaryServes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const idle = 30 * time.Second
+		start := time.Now()
+		ns := &namespace{fn: testFunction(t), session: "default", lastUsed: start, members: []*member{
+			{c: placement.Container{ID: "p1", Node: "n0"}, role: proxy.RolePrimary, owned: true, lastUsed: start},
+			{c: placement.Container{ID: "s1", Node: "n0"}, role: proxy.RoleSecondary, owned: true, lastUsed: start},
+		}}
+		for time.Since(start) < 2*idle {
+			m, err := ns.acquire(context.Background())
+			if err != nil || m.c.ID != "p1" {
+				t.Fatalf("acquire: %v %v; want the primary", m, err)
+			}
+			ns.release(m)
+			if out := ns.idleSecondaries(idle); len(out) > 0 {
+				if out[0].c.ID != "s1" || time.Since(start) < idle {
+					t.Fatalf("released %s after %v", out[0].c.ID, time.Since(start))
+				}
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		t.Errorf("the secondary served nothing for %v (SecondaryIdle %v) and is still held", 2*idle, idle)
+	})
 }
 
 // fakeBackend has one node and no containers to claim; it records what is
