@@ -142,19 +142,7 @@ func TestCorruptCheckpointIsNeverAnEmptySession(t *testing.T) {
 	if got := e.MustInvoke("counter", "carol", "incr").Body; got != "6" {
 		t.Fatalf("after a checkpoint: %s", got)
 	}
-	if r := call(t, e, http.MethodDelete, "/v1/functions/counter/sessions/"+id); r.Status != http.StatusOK {
-		t.Fatalf("evict: %+v", r)
-	}
-	// Corrupt the durable copy by replacing it with garbage, and the node's
-	// copy by flipping a byte.
-	nc := natsConn(t, e)
-	putObject(t, nc, "counter/"+id, []byte("XFCKPT garbage"))
-	files, _ := filepath.Glob(filepath.Join(e.Dir, "nodes", "*", "checkpoints", "counter", id+".ckpt"))
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		data[len(data)/2] ^= 0xff
-		os.WriteFile(f, data, 0o600)
-	}
+	files := evictCorrupted(t, e, "counter", "carol")
 	for range 2 { // and again: the damage is not forgotten after the first refusal
 		r := e.Invoke("counter", "carol", "get")
 		if r.Status != http.StatusInternalServerError || r.Kind != "internal" {
@@ -165,6 +153,41 @@ func TestCorruptCheckpointIsNeverAnEmptySession(t *testing.T) {
 	if len(files) > 0 && len(aside) == 0 {
 		t.Fatalf("corrupt node copy not kept aside")
 	}
+}
+
+// A primary whose restore fails (its bind fails after it won the session's
+// claim) gives the claim back: the registry does not name a container that
+// was released, which every later ColdSession would first try to reach.
+func TestFailedRestoreLeavesNoClaim(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{Pool: 1})
+	e.Deploy("counter", "c/counter", "")
+	e.MustInvoke("counter", "carol", "incr 5")
+	evictCorrupted(t, e, "counter", "carol")
+	if r := e.Invoke("counter", "carol", "get"); r.Status != http.StatusInternalServerError {
+		t.Fatalf("restore of a corrupt checkpoint answered %+v", r)
+	}
+	if owner, err := e.Reg.Primary(t.Context(), "counter", e.SessionID("counter", "carol")); err == nil {
+		t.Fatalf("the registry names released container %s as the session's primary", owner.Container)
+	}
+}
+
+// evictCorrupted evicts label's session of fn and corrupts its checkpoint:
+// the durable copy is replaced with garbage and the node copies, which it
+// returns, get a flipped byte.
+func evictCorrupted(t *testing.T, e *cptest.Env, fn, label string) []string {
+	t.Helper()
+	id := e.SessionID(fn, label)
+	if r := call(t, e, http.MethodDelete, "/v1/functions/"+fn+"/sessions/"+id); r.Status != http.StatusOK {
+		t.Fatalf("evict: %+v", r)
+	}
+	putObject(t, natsConn(t, e), fn+"/"+id, []byte("XFCKPT garbage"))
+	files, _ := filepath.Glob(filepath.Join(e.Dir, "nodes", "*", "checkpoints", fn, id+".ckpt"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		data[len(data)/2] ^= 0xff
+		os.WriteFile(f, data, 0o600)
+	}
+	return files
 }
 
 // A new version of a function keeps the state of live sessions.

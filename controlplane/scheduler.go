@@ -249,10 +249,20 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 	}
 	s.m.claims.WithLabelValues(hitLabel(hit)).Inc()
 	m := &member{c: c, role: role, owned: true}
+	claimed := false // the registry names m the namespace's primary
 	defer func() {
-		if err != nil {
-			s.stopMember(m)
+		if err == nil {
+			return
 		}
+		if claimed {
+			// Else the registry names a released container as the
+			// primary, and every later ColdSession, on every replica,
+			// first tries to reach it.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = s.opts.Registry.ReleasePrimary(ctx, fn.Name, session, c.ID)
+		}
+		s.stopMember(m)
 	}()
 	if m.client, err = proxy.Dial(ctx, c.Addr); err != nil {
 		return nil, fmt.Errorf("connect to container %s: %w", c.ID, err)
@@ -266,6 +276,7 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 		if !won {
 			return nil, &lostRace{owner: owner}
 		}
+		claimed = true
 	}
 	wasm, err := s.opts.Modules.Module(ctx, fn.Digest)
 	if err != nil {
