@@ -384,3 +384,73 @@ func TestGivingUpFreesTheWorker(t *testing.T) {
 		t.Fatalf("the next request took %v: the abandoned one kept the worker", d)
 	}
 }
+
+// holdFirstClaim returns a cptest.Options.BeforeClaim that holds the first
+// claim until release is called (or the claim gives up), and a channel
+// closed when the claim is held. release may be called more than once.
+func holdFirstClaim() (hook func(context.Context), held <-chan struct{}, release func()) {
+	h, r := make(chan struct{}), make(chan struct{})
+	var hold, done sync.Once
+	hook = func(ctx context.Context) {
+		hold.Do(func() {
+			close(h)
+			select {
+			case <-r:
+			case <-ctx.Done():
+			}
+		})
+	}
+	return hook, h, func() { done.Do(func() { close(r) }) }
+}
+
+// A function deleted while the first request of a session is in its
+// ColdSession does not get the session afterwards: the request is a 404,
+// and the container goes back with no claim left in the registry.
+func TestDeleteDuringColdSessionLeavesNothing(t *testing.T) {
+	hook, held, release := holdFirstClaim()
+	e := cptest.Start(t, cptest.Options{Pool: 1, BeforeClaim: hook})
+	defer release() // also when the test fails while the claim is held
+	e.Deploy("counter", "c/counter", "")
+	// Another function with the same module keeps the module in the store
+	// after the delete, so the ColdSession gets past loading it, as it
+	// does when the delete comes a moment later.
+	e.Deploy("twin", "c/counter", "")
+	done := make(chan cptest.Invocation, 1)
+	go func() { done <- e.Invoke("counter", "alice", "incr") }()
+	<-held
+	if inv := call(t, e, http.MethodDelete, "/v1/functions/counter"); inv.Status != http.StatusOK {
+		t.Fatalf("delete: %+v", inv)
+	}
+	release()
+	if inv := <-done; inv.Status != http.StatusNotFound || inv.Kind != "not_found" {
+		t.Errorf("the request racing the delete: %+v; want 404 not_found", inv)
+	}
+	waitFor(t, "the deleted function's container released", func() bool {
+		nodes, _ := e.Backend.Nodes(t.Context())
+		return nodes[0].Claimed == 0
+	})
+	if regs, _ := e.Reg.List(t.Context(), "counter"); len(regs) != 0 {
+		t.Fatalf("the registry still names containers of the deleted function: %+v", regs)
+	}
+}
+
+// A version deployed while the first request of a session is in its
+// ColdSession serves that request and the session: it does not start on
+// the version it asked for first.
+func TestDeployDuringColdSessionStartsTheNewVersion(t *testing.T) {
+	hook, held, release := holdFirstClaim()
+	e := cptest.Start(t, cptest.Options{Pool: 1, BeforeClaim: hook})
+	defer release() // also when the test fails while the claim is held
+	e.Deploy("greeter", "c/counter", "")
+	done := make(chan cptest.Invocation, 1)
+	go func() { done <- e.Invoke("greeter", "alice", "incr") }()
+	<-held
+	e.Deploy("greeter", "c/hello", "")
+	release()
+	if inv := <-done; inv.Status != http.StatusOK || inv.Body != "hello" {
+		t.Errorf("the request racing the deploy: %+v; want the new version's hello", inv)
+	}
+	if inv := e.MustInvoke("greeter", "alice", "incr"); inv.Body != "hello" {
+		t.Errorf("the session serves %q; want the new version's hello", inv.Body)
+	}
+}

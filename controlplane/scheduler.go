@@ -22,6 +22,12 @@ type ModuleSource interface {
 	Module(ctx context.Context, digest string) ([]byte, error)
 }
 
+// FunctionSource returns the current version of a function, or false for
+// one that is not deployed.
+type FunctionSource interface {
+	Lookup(name string) (*Function, bool)
+}
+
 // Announcer tells other sessions and control-plane replicas where a
 // session's containers are (NATS subject xfaas.addr.<function>.<session>).
 type Announcer interface {
@@ -30,9 +36,15 @@ type Announcer interface {
 
 // SchedulerOptions configure a Scheduler.
 type SchedulerOptions struct {
-	Backend   placement.Backend
-	Registry  registry.Registry
-	Modules   ModuleSource
+	Backend  placement.Backend
+	Registry registry.Registry
+	Modules  ModuleSource
+	// Functions says which version of each function is current: a
+	// ColdSession starts on it, and one that ends after its function was
+	// deleted or redeployed installs nothing. It must show a deletion or a
+	// new version before EvictFunction or Upgrade is called for it.
+	// Optional: without it, the version a request carries is current.
+	Functions FunctionSource
 	Announcer Announcer // optional
 	// SecondaryIdle is how long a secondary may sit idle before it is
 	// released. The default is 30 s.
@@ -168,10 +180,17 @@ func (s *Scheduler) namespace(ctx context.Context, fn *Function, session string)
 		}
 		cs := s.starting[key]
 		if cs == nil {
+			// A request that waited for a retire or an outdated
+			// ColdSession may carry a version that is no longer current.
+			cur, err := s.currentLocked(fn)
+			if err != nil {
+				s.mu.Unlock()
+				return nil, err
+			}
 			cs = &coldStart{done: make(chan struct{})}
 			s.starting[key] = cs
 			s.wg.Add(1)
-			go s.coldStart(key, fn, cs)
+			go s.coldStart(key, cur, cs)
 		}
 		s.mu.Unlock()
 		select {
@@ -186,20 +205,59 @@ func (s *Scheduler) namespace(ctx context.Context, fn *Function, session string)
 }
 
 // coldStart runs one ColdSession on behalf of every request waiting for
-// it; it is not tied to the first request's deadline.
+// it; it is not tied to the first request's deadline. A function deleted
+// meanwhile gets no namespace and its requests a 404; one redeployed
+// meanwhile gets none on the old version, and its requests start the
+// session again on the new one.
 func (s *Scheduler) coldStart(key nsKey, fn *Function, cs *coldStart) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
 	defer cancel()
 	ns, err := s.coldSession(ctx, fn, key.session)
+	// Decided under s.mu, where EvictFunction and Upgrade look for
+	// namespaces: a change made after this finds the namespace there, and
+	// one made before shows in Functions here.
 	s.mu.Lock()
-	delete(s.starting, key)
-	if err == nil {
+	cur, deleted := s.currentLocked(fn)
+	outdated := deleted != nil || cur.Version != fn.Version
+	if err == nil && !outdated {
 		s.namespaces[key] = ns
 	}
 	s.mu.Unlock()
-	cs.ns, cs.err = ns, err
+	if err == nil && outdated {
+		// Nothing ran on the new primary, so its state is still the
+		// checkpoint it restored: it goes without a new one. It goes
+		// before the session can start again (cs still holds the key),
+		// so that the next ColdSession does not adopt it.
+		s.log.Debug("function changed during a cold session; dropping it", "function", key.fn, "session", key.session, "version", fn.Version)
+		s.forget(ns)
+	}
+	s.mu.Lock()
+	delete(s.starting, key)
+	s.mu.Unlock()
+	switch {
+	case deleted != nil:
+		cs.err = deleted
+	case outdated:
+		cs.retry = true
+	default:
+		cs.ns, cs.err = ns, err
+	}
 	close(cs.done)
+}
+
+// currentLocked returns the version of fn a new namespace runs: the
+// current one, or a 404 for a function that was deleted. Lock order:
+// s.mu, then the function source's.
+func (s *Scheduler) currentLocked(fn *Function) (*Function, error) {
+	if s.opts.Functions == nil {
+		return fn, nil
+	}
+	cur, ok := s.opts.Functions.Lookup(fn.Name)
+	if !ok {
+		return nil, apierror.New(apierror.NotFound, "no function %q", fn.Name)
+	}
+	return cur, nil
 }
 
 // coldSession creates a namespace: it adopts the primary the registry

@@ -87,7 +87,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 		s.engine.Close(ctx)
 		return nil, err
 	}
-	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns,
+	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns, Functions: s.fns,
 		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
 	s.fns.OnDelete(s.sched.EvictFunction)
 	s.fns.OnUpdate(s.sched.Upgrade)

@@ -56,6 +56,10 @@ type Options struct {
 	SecondaryIdle time.Duration
 	// Network is "unix" (the default) or "tcp" for container addresses.
 	Network string
+	// BeforeClaim, if set, runs before every container claim of a
+	// ColdSession or CopySession: a test holds one there until something
+	// else has happened.
+	BeforeClaim func(ctx context.Context)
 }
 
 // Start starts a control plane, stopped when the test ends.
@@ -86,8 +90,12 @@ func Start(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{t: t, Backend: backend, Reg: registry.NewMemory(), NATS: ns.ClientURL(), Dir: dir, Keys: map[string]hint.Keyset{}}
+	var placed placement.Backend = backend
+	if o.BeforeClaim != nil {
+		placed = claimHook{Local: backend, before: o.BeforeClaim}
+	}
 	e.Server, err = controlplane.NewServer(context.Background(), controlplane.Config{Token: o.Token, CacheDir: cache, SecondaryIdle: o.SecondaryIdle},
-		controlplane.Deps{NATS: nc, Backend: backend, Registry: e.Reg, Logger: log})
+		controlplane.Deps{NATS: nc, Backend: placed, Registry: e.Reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +111,18 @@ func Start(t testing.TB, o Options) *Env {
 		}
 	})
 	return e
+}
+
+// claimHook is the local backend with Options.BeforeClaim run before each
+// claim.
+type claimHook struct {
+	*placement.Local
+	before func(ctx context.Context)
+}
+
+func (h claimHook) Claim(ctx context.Context, node string, size placement.Size) (placement.Container, bool, error) {
+	h.before(ctx)
+	return h.Local.Claim(ctx, node, size)
 }
 
 // testWriter sends log lines to the test log.
