@@ -436,7 +436,9 @@ func (l *Local) spawn(ctx context.Context, n *localNode) (*proc, error) {
 	if l.opts.CacheDir != "" {
 		args = append(args, "--cache-dir", l.opts.CacheDir)
 	}
-	p := &proc{node: n, exited: make(chan struct{})}
+	// The id is set before wait starts; the address, under l.mu, once the
+	// ready line gives it: wait may run as soon as the process exits.
+	p := &proc{node: n, exited: make(chan struct{}), c: Container{ID: id, Node: n.name}}
 	if l.cgroup != nil {
 		p.cgroup = l.cgroup.Path() + "/" + n.name + "/" + id
 		args = append(args, "--cgroup", p.cgroup)
@@ -462,8 +464,8 @@ func (l *Local) spawn(ctx context.Context, n *localNode) (*proc, error) {
 		<-p.exited
 		return nil, fmt.Errorf("container %s did not start: %w", id, err)
 	}
-	p.c = Container{ID: id, Node: n.name, Addr: ready.Addr}
 	l.mu.Lock()
+	p.c.Addr = ready.Addr
 	closing, exited := l.closing, isClosed(p.exited)
 	if !closing && !exited {
 		l.procs[id] = p
@@ -515,7 +517,8 @@ func (l *Local) wait(p *proc) {
 	err := p.cmd.Wait()
 	close(p.exited)
 	l.mu.Lock()
-	delete(l.procs, p.c.ID)
+	c := p.c
+	delete(l.procs, c.ID)
 	for i, q := range p.node.pool {
 		if q == p {
 			p.node.pool = append(p.node.pool[:i], p.node.pool[i+1:]...)
@@ -525,7 +528,7 @@ func (l *Local) wait(p *proc) {
 	if p.claimed {
 		p.node.claimed--
 	}
-	lost := p.claimed && !p.released && p.c.ID != ""
+	lost := p.claimed && !p.released
 	closing := l.closing
 	l.mu.Unlock()
 	if p.cgroup != "" {
@@ -534,16 +537,16 @@ func (l *Local) wait(p *proc) {
 		g := l.hier.Group(p.cgroup)
 		_ = g.Kill()
 		if rerr := g.Remove(); rerr != nil {
-			l.log.Warn("failed to remove a container cgroup", "container", p.c.ID, "error", rerr)
+			l.log.Warn("failed to remove a container cgroup", "container", c.ID, "error", rerr)
 		}
 	}
-	if l.opts.Network == "unix" && p.c.ID != "" {
-		_ = os.Remove(filepath.Join(l.opts.Dir, p.c.ID+".sock"))
+	if l.opts.Network == "unix" {
+		_ = os.Remove(filepath.Join(l.opts.Dir, c.ID+".sock"))
 	}
 	if lost {
-		l.log.Warn("container exited", "container", p.c.ID, "node", p.c.Node, "error", err)
+		l.log.Warn("container exited", "container", c.ID, "node", c.Node, "error", err)
 		select {
-		case l.lost <- p.c:
+		case l.lost <- c:
 		case <-l.stop:
 		}
 	}
