@@ -223,6 +223,11 @@ func (s *Scheduler) Upgrade(f *Function) {
 // scheduler's Close waits for it. A failure leaves the namespace active
 // (retire says why in the log).
 func (s *Scheduler) retireAsync(ns *namespace, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return // Close retires every namespace it owns itself
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

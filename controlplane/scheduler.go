@@ -67,12 +67,18 @@ type Scheduler struct {
 	// checkpointSeq is the seq of each session's latest checkpoint taken
 	// by this control plane (keepalive.go).
 	checkpointSeq map[nsKey]uint64
+	// closed: Close has begun. Guarded by mu, which every wg.Add of a
+	// request or a function-store hook holds, so that none is added while
+	// Close waits (a WaitGroup must not grow from zero during Wait).
+	closed bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
 type nsKey struct{ fn, session string }
+
+var errSchedulerClosed = &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1, Message: "the control plane is shutting down"}
 
 // coldStart lets concurrent first requests of a session share one
 // ColdSession.
@@ -179,6 +185,10 @@ func (s *Scheduler) namespace(ctx context.Context, fn *Function, session string)
 			return ns, nil
 		}
 		cs := s.starting[key]
+		if cs == nil && s.closed {
+			s.mu.Unlock()
+			return nil, errSchedulerClosed
+		}
 		if cs == nil {
 			// A request that waited for a retire or an outdated
 			// ColdSession may carry a version that is no longer current.
@@ -593,10 +603,12 @@ func (s *Scheduler) EvictFunction(fn string) {
 
 // Close releases every namespace and stops the scheduler.
 func (s *Scheduler) Close() {
-	select {
-	case <-s.stop:
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
 		return
-	default:
 	}
 	close(s.stop)
 	s.wg.Wait()

@@ -433,3 +433,19 @@ func install(s *Scheduler, ns *namespace) {
 	defer s.mu.Unlock()
 	s.namespaces[nsKey{ns.fn.Name, ns.session}] = ns
 }
+
+// A request that arrives while the scheduler closes starts no ColdSession:
+// Close waits for the ones under way, and one started during or after that
+// wait would claim a container that nothing releases.
+func TestClosedSchedulerStartsNoSession(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	fn := testFunction(t)
+	s.Close()
+	_, err := s.Invoke(context.Background(), fn, "s2", []byte("x"))
+	if kind := apierror.KindOf(err); kind != apierror.Unavailable {
+		t.Errorf("Invoke after Close: %s %v; want unavailable", kind, err)
+	}
+	if n := b.claimed(); n != 0 {
+		t.Errorf("a closed scheduler claimed %d containers", n)
+	}
+}
