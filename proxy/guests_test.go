@@ -191,6 +191,23 @@ func TestTrapDiscardsTheWorker(t *testing.T) {
 	}
 }
 
+// A request whose caller gave up before it got its worker does not run:
+// the runtime would close the instance at the call's start, and the worker
+// would be discarded and forked again for nothing.
+func TestRequestGivenUpBeforeItsWorkerKeepsTheWorker(t *testing.T) {
+	f := newFixture(t, "c/hello", fixtureOptions{maxWorkers: 1})
+	f.mustInvoke("")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.pool.Invoke(ctx, nil); apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("invoke after the caller gave up: %v; want unavailable", err)
+	}
+	f.mustInvoke("")
+	if st := f.pool.Status(); st.Forks != 1 || st.Discards != 0 {
+		t.Fatalf("after a request given up: %+v; want the one worker kept", st)
+	}
+}
+
 func TestInfiniteLoopIsStoppedAtTheDeadline(t *testing.T) {
 	f := newFixture(t, "test/loop", fixtureOptions{maxWorkers: 1, timeout: 100 * time.Millisecond})
 	start := time.Now()

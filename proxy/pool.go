@@ -197,6 +197,14 @@ func (p *Pool) invoke(ctx context.Context, input []byte, sl *slot) ([]byte, erro
 		return nil, err
 	}
 	onSlot := sl != nil
+	if ctx.Err() != nil {
+		// The caller gave up, or the deadline passed, while the request
+		// waited for its worker. Run, the guest would only have the
+		// runtime close its instance at the call's start, and the worker
+		// would be discarded and forked again for nothing.
+		p.release(w, true, onSlot)
+		return nil, queueTimeout(ctx)
+	}
 	p.stats.inflight.Add(1)
 	// Published before halted is read, as halt sets halted before it
 	// reads stop: either halt cancels this request or it sees halted.
