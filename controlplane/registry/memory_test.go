@@ -8,5 +8,6 @@ import (
 )
 
 func TestMemory(t *testing.T) {
-	registrytest.Run(t, func(*testing.T) registry.Registry { return registry.NewMemory() })
+	registrytest.Run(t, func(*testing.T) registry.Registry { return registry.NewMemory() },
+		func(_ *testing.T, r registry.Registry) registry.Registry { return r.(*registry.Memory).Replica() })
 }

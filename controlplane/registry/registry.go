@@ -1,8 +1,11 @@
 // Package registry records where session containers are and who owns each
 // session namespace. The memory implementation serves one control plane
 // (xfaas dev); the Consul one (DESIGN.md, "Consul") serves replicas on a
-// cluster. Both decide namespace ownership by compare-and-swap, so two
-// control-plane replicas can never create two primaries for one session.
+// cluster. Both decide which container is a namespace's primary by
+// compare-and-swap, so two control-plane replicas can never create two
+// primaries for one session, and which control-plane process may retire it
+// by an owner lease that ends with that process (RATIONALE.md, "Who retires
+// a namespace.").
 package registry
 
 import (
@@ -47,4 +50,23 @@ type Registry interface {
 	Primary(ctx context.Context, function, session string) (Registration, error)
 	// List returns the registrations of a function, or all with "".
 	List(ctx context.Context, function string) ([]Registration, error)
+
+	// AcquireOwner takes the owner lease of the namespace (function,
+	// session) for this Registry, or keeps it if this Registry holds it
+	// already, and reports whether it holds it now: false means another
+	// Registry holds it (or, on Consul, held it until it was lost and the
+	// lock delay has not yet passed). One Registry stands for one
+	// control-plane process; the holder is the one process that may
+	// checkpoint, evict, upgrade and release the namespace's primary. A
+	// lease ends with ReleaseOwner, with Close, or when its process dies;
+	// it is separate from the primary claim, which outlives a dead control
+	// plane on purpose.
+	AcquireOwner(ctx context.Context, function, session string) (bool, error)
+	// ReleaseOwner ends the namespace's owner lease if this Registry holds
+	// it, and does nothing otherwise.
+	ReleaseOwner(ctx context.Context, function, session string) error
+	// Close ends every owner lease this Registry holds, as its process's
+	// death would, and stops its background work. Registrations and claims
+	// stay. It is idempotent.
+	Close() error
 }

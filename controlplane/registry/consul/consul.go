@@ -23,6 +23,9 @@ const (
 	DefaultCheckInterval   = 2 * time.Second
 	DefaultDeregisterAfter = time.Minute
 	DefaultSyncTimeout     = 10 * time.Second
+	DefaultOwnerKeyPrefix  = "xfaas/owner/"
+	DefaultOwnerTTL        = 15 * time.Second
+	DefaultOwnerLockDelay  = 15 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by New for bad Options.
@@ -45,8 +48,22 @@ type Options struct {
 	// SyncTimeout bounds how long Register and Deregister wait for the
 	// catalog to show the change. The default is 10 s.
 	SyncTimeout time.Duration
-	// Logger receives the unix health refresher's warnings. The default
-	// discards them.
+	// OwnerKeyPrefix is where owner leases live in the KV store; it ends
+	// in "/". The default is "xfaas/owner/".
+	OwnerKeyPrefix string
+	// OwnerTTL is the TTL of the Consul session that holds this process's
+	// owner leases; it is renewed every third of it, and Consul ends it
+	// between one and two TTLs after the process stops renewing. The
+	// default is 15 s, the minimum Consul's 10 s.
+	OwnerTTL time.Duration
+	// OwnerLockDelay is how long a lease whose session ended stays closed
+	// to every replica, so that a partitioned owner can notice and stop
+	// before another replica acts as owner (doc.go). The default is 15 s,
+	// the maximum Consul's 60 s; zero takes the default, so a test that
+	// wants almost none sets 1 ms.
+	OwnerLockDelay time.Duration
+	// Logger receives the unix health refresher's and the owner session's
+	// warnings. The default discards them.
 	Logger hclog.Logger
 }
 
@@ -66,6 +83,15 @@ func (o *Options) fill() {
 	if o.SyncTimeout == 0 {
 		o.SyncTimeout = DefaultSyncTimeout
 	}
+	if o.OwnerKeyPrefix == "" {
+		o.OwnerKeyPrefix = DefaultOwnerKeyPrefix
+	}
+	if o.OwnerTTL == 0 {
+		o.OwnerTTL = DefaultOwnerTTL
+	}
+	if o.OwnerLockDelay == 0 {
+		o.OwnerLockDelay = DefaultOwnerLockDelay
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -75,6 +101,16 @@ func (o *Options) validate() error {
 	switch {
 	case !strings.HasSuffix(o.KeyPrefix, "/") || strings.HasPrefix(o.KeyPrefix, "/"):
 		return fmt.Errorf("%w: key_prefix %q must end, and not start, with /", ErrInvalidConfig, o.KeyPrefix)
+	case !strings.HasSuffix(o.OwnerKeyPrefix, "/") || strings.HasPrefix(o.OwnerKeyPrefix, "/"):
+		return fmt.Errorf("%w: owner_key_prefix %q must end, and not start, with /", ErrInvalidConfig, o.OwnerKeyPrefix)
+	case o.OwnerKeyPrefix == o.KeyPrefix:
+		return fmt.Errorf("%w: owner_key_prefix and key_prefix must differ", ErrInvalidConfig)
+	case o.OwnerTTL < 10*time.Second || o.OwnerTTL > 24*time.Hour:
+		// Consul's bounds for a session TTL.
+		return fmt.Errorf("%w: owner_ttl must be between 10s and 24h", ErrInvalidConfig)
+	case o.OwnerLockDelay < 0 || o.OwnerLockDelay > time.Minute:
+		// Consul caps a session's lock delay at 60 s.
+		return fmt.Errorf("%w: owner_lock_delay must be between 0 and 1m", ErrInvalidConfig)
 	case o.CheckInterval < time.Second:
 		// Consul's floor for HTTP checks: it would run them every second anyway.
 		return fmt.Errorf("%w: check_interval must be >= 1s", ErrInvalidConfig)
@@ -88,7 +124,8 @@ func (o *Options) validate() error {
 }
 
 // Registry is a registry.Registry on Consul. Close stops the health refresh
-// of unix containers; it does not deregister anything.
+// of unix containers and ends the owner session with its leases; it does
+// not deregister anything nor release any claim.
 type Registry struct {
 	c    *api.Client
 	opts Options
@@ -97,8 +134,15 @@ type Registry struct {
 	mu   sync.Mutex
 	unix map[string]string // container id -> socket path, refreshed by ttlLoop
 
+	// ownerMu guards sessionID: the Consul session that holds this
+	// process's owner leases (owner.go), "" before the first lease and
+	// after the session ended.
+	ownerMu   sync.Mutex
+	sessionID string
+
 	closing atomic.Bool
-	stop    context.CancelFunc // ends ttlLoop and its probes
+	ctx     context.Context    // of the Registry's goroutines
+	stop    context.CancelFunc // ends ttlLoop, its probes and renewLoop
 	wg      sync.WaitGroup
 }
 
@@ -120,19 +164,26 @@ func New(client *api.Client, opts Options) (*Registry, error) {
 		http: newProbeClient(opts.CheckInterval),
 		unix: map[string]string{},
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	r.stop = stop
+	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.wg.Add(1)
-	go r.ttlLoop(ctx)
+	go r.ttlLoop(r.ctx)
 	return r, nil
 }
 
-// Close stops the Registry's goroutines. It is idempotent.
+// Close stops the Registry's goroutines and destroys its owner session,
+// which ends its leases. It is idempotent.
 func (r *Registry) Close() error {
 	if !r.closing.CompareAndSwap(false, true) {
 		return nil
 	}
 	r.stop()
+	r.ownerMu.Lock()
+	id := r.sessionID
+	r.sessionID = ""
+	r.ownerMu.Unlock()
 	r.wg.Wait()
-	return nil
+	if id == "" {
+		return nil
+	}
+	return r.destroySession(id)
 }

@@ -34,14 +34,37 @@ func TestRegistry(t *testing.T) {
 	var n atomic.Int64
 	isolation := func() consul.Options {
 		i := n.Add(1)
-		return consul.Options{Service: fmt.Sprintf("xfaas-session-t%d", i), KeyPrefix: fmt.Sprintf("xfaas-test/%d/primary/", i)}
+		return consul.Options{Service: fmt.Sprintf("xfaas-session-t%d", i), KeyPrefix: fmt.Sprintf("xfaas-test/%d/primary/", i),
+			// Leases of a closed replica free at once; ownerLockDelay
+			// tests the delay itself.
+			OwnerKeyPrefix: fmt.Sprintf("xfaas-test/%d/owner/", i), OwnerLockDelay: time.Millisecond}
 	}
 	isolated := func(t *testing.T, client *api.Client) *consul.Registry {
 		return newRegistry(t, client, isolation())
 	}
 
 	t.Run("Conformance", func(t *testing.T) {
-		registrytest.Run(t, func(t *testing.T) registry.Registry { return isolated(t, agent.Client) })
+		var mu sync.Mutex
+		opts := map[registry.Registry]consul.Options{}
+		registrytest.Run(t, func(t *testing.T) registry.Registry {
+			o := isolation()
+			r := newRegistry(t, agent.Client, o)
+			mu.Lock()
+			opts[r] = o
+			mu.Unlock()
+			return r
+		}, func(t *testing.T, r registry.Registry) registry.Registry {
+			mu.Lock()
+			o := opts[r]
+			mu.Unlock()
+			return newRegistry(t, agent.NewClient(t), o) // another process: its own client
+		})
+	})
+	t.Run("OwnerSessionEnds", func(t *testing.T) { ownerSessionEnds(t, agent, isolation()) })
+	t.Run("OwnerLockDelay", func(t *testing.T) {
+		o := isolation()
+		o.OwnerLockDelay = 2 * time.Second
+		ownerLockDelay(t, agent, o)
 	})
 	t.Run("ClaimRaceAcrossReplicas", func(t *testing.T) { claimRaceAcrossReplicas(t, agent, isolation()) })
 	t.Run("EscapedKeys", func(t *testing.T) { escapedKeys(t, isolated(t, agent.Client)) })
@@ -324,6 +347,10 @@ func TestNewValidates(t *testing.T) {
 		{KeyPrefix: "/abs/"},
 		{CheckInterval: time.Millisecond},
 		{DeregisterAfter: time.Second},
+		{OwnerKeyPrefix: "no-slash"},
+		{OwnerKeyPrefix: "xfaas/primary/"},
+		{OwnerTTL: time.Second},
+		{OwnerLockDelay: 2 * time.Minute},
 	} {
 		if _, err := consul.New(client, o); !errors.Is(err, consul.ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v; want ErrInvalidConfig", o, err)

@@ -9,15 +9,25 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xfaas/xfaas/controlplane/registry"
 )
 
 // Run runs the suite; each subtest gets a fresh registry from newRegistry.
-func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry) {
+// replica returns another registry on the same records as r, standing for a
+// second control-plane process on the same cluster.
+func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry, replica func(t *testing.T, r registry.Registry) registry.Registry) {
 	t.Run("OnePrimaryUnderRace", func(t *testing.T) { onePrimaryUnderRace(t, newRegistry(t)) })
 	t.Run("ReleaseAndReclaim", func(t *testing.T) { releaseAndReclaim(t, newRegistry(t)) })
 	t.Run("RegisterListDeregister", func(t *testing.T) { registerList(t, newRegistry(t)) })
+	pair := func(t *testing.T) (a, b registry.Registry) {
+		a = newRegistry(t)
+		return a, replica(t, a)
+	}
+	t.Run("OwnerLeaseIsExclusive", func(t *testing.T) { ownerLeaseIsExclusive(t, pair) })
+	t.Run("OwnerLeaseEndsWithItsHolder", func(t *testing.T) { ownerLeaseEndsWithItsHolder(t, pair) })
+	t.Run("OwnerLeaseUnderRace", func(t *testing.T) { ownerLeaseUnderRace(t, pair) })
 }
 
 func reg(container, fn, session, role string) registry.Registration {
@@ -112,5 +122,89 @@ func registerList(t *testing.T, r registry.Registry) {
 	}
 	if got, _ := r.List(ctx, "fn"); len(got) != 0 {
 		t.Fatalf("after deregister: %+v", got)
+	}
+}
+
+func mustAcquire(t *testing.T, r registry.Registry, session string, want bool) {
+	t.Helper()
+	got, err := r.AcquireOwner(context.Background(), "fn", session)
+	if err != nil || got != want {
+		t.Fatalf("AcquireOwner(fn, %s) = %v, %v; want %v", session, got, err, want)
+	}
+}
+
+// One replica holds a namespace's lease until it releases it; the other
+// can neither take nor release it meanwhile. Leases are per namespace and
+// need no primary claim.
+func ownerLeaseIsExclusive(t *testing.T, pair func(*testing.T) (a, b registry.Registry)) {
+	ctx := context.Background()
+	a, b := pair(t)
+	mustAcquire(t, a, "s4", true)
+	mustAcquire(t, a, "s4", true) // keeping it
+	mustAcquire(t, b, "s4", false)
+	mustAcquire(t, b, "s5", true) // another namespace
+	if err := b.ReleaseOwner(ctx, "fn", "s4"); err != nil {
+		t.Fatal(err)
+	}
+	mustAcquire(t, b, "s4", false) // b's release of a's lease did nothing
+	if err := a.ReleaseOwner(ctx, "fn", "s4"); err != nil {
+		t.Fatal(err)
+	}
+	mustAcquire(t, b, "s4", true)
+	mustAcquire(t, a, "s4", false)
+	if err := a.ReleaseOwner(ctx, "fn", "never-held"); err != nil {
+		t.Fatalf("releasing a lease never held: %v", err)
+	}
+}
+
+// A replica's leases end with it (Close, as its process's death), so
+// another replica can take over its namespaces; that may take a moment
+// (Consul's lock delay), so the taker polls with a deadline.
+func ownerLeaseEndsWithItsHolder(t *testing.T, pair func(*testing.T) (a, b registry.Registry)) {
+	ctx := context.Background()
+	a, b := pair(t)
+	mustAcquire(t, a, "s6", true)
+	mustAcquire(t, b, "s6", false)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		won, err := b.AcquireOwner(ctx, "fn", "s6")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if won {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease of a closed replica was never free")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustAcquire(t, b, "s6", true)
+}
+
+// Two replicas race for one lease many times over: each time exactly one
+// holds it.
+func ownerLeaseUnderRace(t *testing.T, pair func(*testing.T) (a, b registry.Registry)) {
+	ctx := context.Background()
+	a, b := pair(t)
+	for i := range 8 {
+		session := fmt.Sprintf("race-%d", i)
+		var won [2]bool
+		var wg sync.WaitGroup
+		for j, r := range []registry.Registry{a, b} {
+			wg.Go(func() {
+				var err error
+				if won[j], err = r.AcquireOwner(ctx, "fn", session); err != nil {
+					t.Errorf("acquire: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if won[0] == won[1] {
+			t.Fatalf("%s: a won %v, b won %v; want exactly one", session, won[0], won[1])
+		}
 	}
 }

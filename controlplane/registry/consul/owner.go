@@ -1,0 +1,162 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// errClosed: an owner lease was asked of a closed Registry.
+var errClosed = errors.New("consul registry is closed")
+
+// AcquireOwner takes or keeps the namespace's owner lease: a KV acquire of
+// OwnerKeyPrefix/<function>/<session> with this Registry's Consul session
+// (doc.go, "Owner leases"). Consul answers true for a key the session holds
+// already, so keeping a lease costs one write, and false for a key another
+// live session holds or whose last holder's session ended less than
+// OwnerLockDelay ago.
+func (r *Registry) AcquireOwner(ctx context.Context, function, session string) (bool, error) {
+	key := r.ownerKey(function, session)
+	for attempt := 0; ; attempt++ {
+		id, err := r.ownerSession(ctx)
+		if err != nil {
+			return false, fmt.Errorf("acquire owner %s: %w", key, err)
+		}
+		won, _, err := r.c.KV().Acquire(&api.KVPair{Key: key, Value: r.ownerValue(), Session: id},
+			(&api.WriteOptions{}).WithContext(ctx))
+		if err != nil && attempt == 0 && strings.Contains(err.Error(), "invalid session") {
+			// The session ended (a partition outlasted its TTL) before
+			// the renew loop noticed: every lease it held is gone, so a
+			// new session starts from nothing.
+			r.dropSession(id)
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("acquire owner %s: %w", key, err)
+		}
+		return won, nil
+	}
+}
+
+// ReleaseOwner deletes the namespace's owner key if this Registry's
+// session holds it. The delete is a CAS at the index read, so it never
+// removes a lease another replica took after the read. A released key,
+// unlike one whose session ended, has no lock delay: a replica may take
+// the namespace at once.
+func (r *Registry) ReleaseOwner(ctx context.Context, function, session string) error {
+	r.ownerMu.Lock()
+	id := r.sessionID
+	r.ownerMu.Unlock()
+	if id == "" {
+		return nil // no session, so no lease
+	}
+	key := r.ownerKey(function, session)
+	p, _, err := r.c.KV().Get(key, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("release owner %s: %w", key, err)
+	}
+	if p == nil || p.Session != id {
+		return nil
+	}
+	if _, _, err := r.c.KV().DeleteCAS(&api.KVPair{Key: key, ModifyIndex: p.ModifyIndex}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("release owner %s: %w", key, err)
+	}
+	return nil
+}
+
+// ownerSession returns this Registry's Consul session, creating it on the
+// first lease (a control plane that never owns a namespace has none) and
+// after the previous one ended. Each session gets a goroutine that renews
+// it until it ends or the Registry closes.
+func (r *Registry) ownerSession(ctx context.Context) (string, error) {
+	r.ownerMu.Lock()
+	defer r.ownerMu.Unlock()
+	if r.closing.Load() {
+		return "", errClosed
+	}
+	if r.sessionID != "" {
+		return r.sessionID, nil
+	}
+	id, _, err := r.c.Session().Create(&api.SessionEntry{
+		Name:      "xfaas control plane " + r.ownerValueString(),
+		TTL:       r.opts.OwnerTTL.String(),
+		Behavior:  api.SessionBehaviorDelete,
+		LockDelay: r.opts.OwnerLockDelay,
+	}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("create owner session: %w", err)
+	}
+	r.sessionID = id
+	// Under ownerMu, which Close takes after setting closing and before
+	// it waits: no Add comes after that Wait has begun.
+	r.wg.Add(1)
+	go r.renewLoop(r.ctx, id)
+	return id, nil
+}
+
+// renewLoop renews session id every third of OwnerTTL, so that two
+// renewals may fail before Consul may end it. When Consul no longer knows
+// it (the renewals failed for longer than the TTL, or an operator
+// destroyed it), its leases are gone; the next AcquireOwner makes a new
+// session, and the scheduler learns there which namespaces it still owns.
+func (r *Registry) renewLoop(ctx context.Context, id string) {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.opts.OwnerTTL / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		entry, _, err := r.c.Session().Renew(id, (&api.WriteOptions{}).WithContext(ctx))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.opts.Logger.Warn("failed to renew the owner session", "session", id, "error", err)
+		case err == nil && entry == nil:
+			r.opts.Logger.Warn("owner session ended; its namespace leases are gone", "session", id)
+			r.dropSession(id)
+			return
+		}
+	}
+}
+
+// dropSession forgets session id if it is still the current one.
+func (r *Registry) dropSession(id string) {
+	r.ownerMu.Lock()
+	defer r.ownerMu.Unlock()
+	if r.sessionID == id {
+		r.sessionID = ""
+	}
+}
+
+// destroySession ends the owner session at Close, so other replicas may
+// take its leases after OwnerLockDelay rather than after the TTL.
+func (r *Registry) destroySession(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
+	defer cancel()
+	if _, err := r.c.Session().Destroy(id, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("destroy owner session %s: %w", id, err)
+	}
+	return nil
+}
+
+// ownerKey is the lease's KV key: OwnerKeyPrefix/<function>/<session>,
+// escaped as the claim's key is.
+func (r *Registry) ownerKey(function, session string) string {
+	return r.opts.OwnerKeyPrefix + escape(function) + "/" + escape(session)
+}
+
+// ownerValue says which process holds a lease, for an operator reading
+// the key; Consul decides by its Session field alone.
+func (r *Registry) ownerValue() []byte { return []byte(r.ownerValueString()) }
+
+func (r *Registry) ownerValueString() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s pid %d", host, os.Getpid())
+}
