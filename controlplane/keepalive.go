@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,10 +22,12 @@ var errNotActive = errors.New("session namespace is not active")
 // checkpoint fails, nothing is released and the namespace serves on: state
 // is never dropped for want of a checkpoint. A namespace adopted from
 // another control plane is a conflict: its owner checkpoints and releases
-// it.
+// it. So is one whose owner lease another replica took meanwhile: retire
+// asks the registry for it right before the checkpoint, and leaves the
+// namespace adopted when the answer is no.
 func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (proxy.CheckpointInfo, error) {
 	key := nsKey{ns.fn.Name, ns.session}
-	if p := ns.primaryMember(); p != nil && !p.owned {
+	if ns.adopted() {
 		return proxy.CheckpointInfo{}, errOwnedElsewhere(ns.session)
 	}
 	s.mu.Lock()
@@ -89,6 +92,9 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 	if p == nil {
 		return proxy.CheckpointInfo{}, errPrimaryDiedRetiring
 	}
+	if err := s.confirmOwner(ctx, ns, p); err != nil {
+		return revert(err)
+	}
 	start := time.Now()
 	info, err := p.client.Checkpoint(ctx)
 	if err != nil {
@@ -100,6 +106,32 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 		"seq", info.Seq, "keys", info.Keys, "bytes", info.Bytes, "durable", info.Durable)
 	s.forget(ns)
 	return info, nil
+}
+
+// confirmOwner asks the registry whether this control plane still holds
+// the owner lease of ns, whose primary is p, just before a retire
+// checkpoints and releases it. Placing or taking over the primary took the
+// lease, but this process's registry session may have ended since (on
+// Consul: a partition longer than its TTL), and another replica may have
+// taken the lease and be retiring the namespace too. A lease that is free
+// again is taken back: nobody acted as owner meanwhile. One held by
+// another replica makes ns adopted: that replica retires it.
+func (s *Scheduler) confirmOwner(ctx context.Context, ns *namespace, p *member) error {
+	won, err := s.opts.Registry.AcquireOwner(ctx, ns.fn.Name, ns.session)
+	if err != nil {
+		return &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+			Message: fmt.Sprintf("the registry could not confirm that this control plane owns session %s: %v", ns.session, err)}
+	}
+	if won {
+		return nil
+	}
+	ns.mu.Lock()
+	if ns.primary() == p {
+		p.owned = false
+	}
+	ns.mu.Unlock()
+	s.log.Warn("another control plane took over the session; leaving it to that one", "function", ns.fn.Name, "session", ns.session)
+	return errOwnedElsewhere(ns.session)
 }
 
 var errPrimaryDiedRetiring = apierror.New(apierror.Unavailable, "the session's primary died while it was being checkpointed")
@@ -125,6 +157,15 @@ func (ns *namespace) owned() bool {
 	return !ns.dead && p != nil && p.owned
 }
 
+// adopted reports whether the namespace's primary is another control
+// plane's to retire.
+func (ns *namespace) adopted() bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	p := ns.primary()
+	return p != nil && !p.owned
+}
+
 // idle reports whether the namespace has run nothing for d.
 func (ns *namespace) idle(d time.Duration) bool {
 	ns.mu.Lock()
@@ -141,19 +182,67 @@ func (ns *namespace) idle(d time.Duration) bool {
 }
 
 // keepAlive retires the namespaces idle for their function's keep_alive_s.
-// A namespace adopted from another control plane is only dropped from the
-// cache: its owner checkpoints it.
+// An idle namespace adopted from another control plane is retired too if
+// its owner lease is free (the owner ended, so nobody else will), else only
+// dropped from the cache: its owner checkpoints it.
 func (s *Scheduler) keepAlive() {
 	for _, ns := range s.all() {
 		if !ns.idle(ns.fn.Config.KeepAlive()) {
 			continue
 		}
 		if !ns.owned() {
-			go s.forget(ns)
+			s.takeOverAsync(ns)
 			continue
 		}
 		s.retireAsync(ns, "idle")
 	}
+}
+
+// takeOverAsync asks for the owner lease of an idle adopted namespace in
+// the background, one ask at a time per namespace, since the registry is
+// a network away: won, the namespace is this control plane's and retires;
+// lost, it is dropped from the cache as before. Asking only when the
+// namespace is idle keeps it to one registry write per adopted namespace
+// and keep_alive_s, and that is when a retire is due.
+func (s *Scheduler) takeOverAsync(ns *namespace) {
+	ns.mu.Lock()
+	busy := ns.ownerCheck
+	ns.ownerCheck = true
+	ns.mu.Unlock()
+	if busy {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return // Close drops every namespace
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		won := s.takeOwner(ctx, ns.fn.Name, ns.session)
+		ns.mu.Lock()
+		p := ns.primary()
+		owned := won && !ns.dead && p != nil
+		if owned {
+			p.owned = true
+		}
+		ns.ownerCheck = false
+		ns.mu.Unlock()
+		switch {
+		case owned:
+			s.log.Info("took over an idle session whose owner is gone", "function", ns.fn.Name, "session", ns.session, "container", p.c.ID)
+			s.retireAsync(ns, "idle")
+		case won:
+			// Forgotten meanwhile (its primary died): the lease is free
+			// for whoever starts the session next.
+			s.releaseOwner(ctx, ns.fn.Name, ns.session)
+		default:
+			s.forget(ns)
+		}
+	}()
 }
 
 // Evict checkpoints a session now and releases its containers. It returns
@@ -176,14 +265,16 @@ func (s *Scheduler) Checkpoint(ctx context.Context, fn, session string) (proxy.C
 	}
 	ns.mu.Lock()
 	var p *member
+	owned := false
 	if !ns.dead {
 		p = ns.primary()
+		owned = p != nil && p.owned
 	}
 	ns.mu.Unlock()
 	if p == nil {
 		return proxy.CheckpointInfo{}, errNotActive
 	}
-	if !p.owned {
+	if !owned {
 		return proxy.CheckpointInfo{}, errOwnedElsewhere(session)
 	}
 	start := time.Now()

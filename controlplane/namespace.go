@@ -14,14 +14,20 @@ import (
 // member is one container of a namespace, as this control plane sees it.
 // inflight counts the requests this control plane has routed to it, and
 // lastUsed is when one last started or ended there (a secondary idle for
-// SecondaryIdle is released); both are guarded by the namespace's mu.
+// SecondaryIdle is released); both are guarded by the namespace's mu, and
+// so is owned once the member is in a namespace.
 type member struct {
 	c        placement.Container
 	role     proxy.Role
 	client   *proxy.Client
 	inflight int
 	lastUsed time.Time
-	owned    bool // placed by this control plane (else adopted from the registry)
+	// owned: this control plane may retire and release the member. A
+	// secondary is owned by the control plane that placed it. A primary
+	// is owned by the one that placed it, or that took the namespace's
+	// owner lease after adopting it (keepalive.go); it stops being owned
+	// when a retire finds the lease held by another replica.
+	owned bool
 }
 
 // namespace routes the requests of one session namespace. See RATIONALE.md,
@@ -38,6 +44,9 @@ type namespace struct {
 	lastUsed time.Time
 	dead     bool // the primary is gone: new requests need a new namespace
 	retiring bool // being checkpointed and released (keepalive.go)
+	// ownerCheck: keep-alive is asking the registry for the owner lease of
+	// the adopted namespace, so that it asks once at a time.
+	ownerCheck bool
 }
 
 // goneGrace is how long a member whose invocation connection failed may

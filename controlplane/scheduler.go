@@ -276,6 +276,7 @@ func (s *Scheduler) currentLocked(fn *Function) (*Function, error) {
 func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session string) (*namespace, error) {
 	if owner, err := s.opts.Registry.Primary(ctx, fn.Name, session); err == nil {
 		if m, err := s.adopt(ctx, owner); err == nil {
+			m.owned = s.takeOwner(ctx, fn.Name, session)
 			return s.newNamespace(fn, session, m), nil
 		}
 		s.log.Warn("registered primary is unreachable; replacing it", "function", fn.Name, "session", session, "container", owner.Container)
@@ -287,6 +288,7 @@ func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session strin
 	var lost *lostRace
 	if errors.As(err, &lost) {
 		if m, err = s.adopt(ctx, lost.owner); err == nil {
+			m.owned = s.takeOwner(ctx, fn.Name, session)
 			return s.newNamespace(fn, session, m), nil
 		}
 	}
@@ -300,6 +302,29 @@ func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session strin
 func (s *Scheduler) newNamespace(fn *Function, session string, primary *member) *namespace {
 	primary.lastUsed = time.Now()
 	return &namespace{fn: fn, session: session, sched: s, members: []*member{primary}, lastUsed: primary.lastUsed}
+}
+
+// takeOwner takes the namespace's owner lease for this control plane and
+// reports whether it holds it. An adopted primary whose lease is free lost
+// its owner (that control plane ended while the container served on), so
+// this one takes over retiring it. A failure is logged and reads as not
+// owned: keep-alive asks again before it would retire the namespace.
+func (s *Scheduler) takeOwner(ctx context.Context, fn, session string) bool {
+	won, err := s.opts.Registry.AcquireOwner(ctx, fn, session)
+	if err != nil {
+		s.log.Warn("failed to take a session's owner lease", "function", fn, "session", session, "error", err)
+	}
+	return err == nil && won
+}
+
+// releaseOwner ends this control plane's owner lease of a namespace it
+// released. A failure is only logged: the lease ends with this process's
+// registry session anyway, and until then no replica retires a namespace
+// whose primary is gone.
+func (s *Scheduler) releaseOwner(ctx context.Context, fn, session string) {
+	if err := s.opts.Registry.ReleaseOwner(ctx, fn, session); err != nil {
+		s.log.Warn("failed to release a session's owner lease", "function", fn, "session", session, "error", err)
+	}
 }
 
 // lostRace: another control plane claimed the namespace first.
@@ -322,15 +347,18 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 		if err == nil {
 			return
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if claimed {
 			// Else the registry names a released container as the
 			// primary, and every later ColdSession, on every replica,
 			// first tries to reach it.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
 			_ = s.opts.Registry.ReleasePrimary(ctx, fn.Name, session, c.ID)
 		}
 		s.stopMember(m)
+		if claimed {
+			s.releaseOwner(ctx, fn.Name, session)
+		}
 	}()
 	if m.client, err = proxy.Dial(ctx, c.Addr); err != nil {
 		return nil, fmt.Errorf("connect to container %s: %w", c.ID, err)
@@ -345,6 +373,12 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 			return nil, &lostRace{owner: owner}
 		}
 		claimed = true
+		// A primary this control plane placed is its own to retire even
+		// if the lease is not free yet: whoever holds it held it for the
+		// namespace's previous primary and is letting go of it (the
+		// lease is released last), or ended less than a lock delay ago.
+		// retire asks for the lease again before it checkpoints.
+		s.takeOwner(ctx, fn.Name, session)
 	}
 	wasm, err := s.opts.Modules.Module(ctx, fn.Digest)
 	if err != nil {
@@ -461,7 +495,10 @@ func (s *Scheduler) forget(ns *namespace) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if members[0].owned {
+	// Read once: owned changes under ns.mu only while the namespace has
+	// its members, and forget has taken them.
+	owned := members[0].owned
+	if owned {
 		// An adopted primary's claim is its owner's (or, when it died, the
 		// next ColdSession's) to release.
 		_ = s.opts.Registry.ReleasePrimary(ctx, ns.fn.Name, ns.session, members[0].c.ID)
@@ -473,6 +510,12 @@ func (s *Scheduler) forget(ns *namespace) {
 			s.announce(registration(ns.fn.Name, ns.session, m), false)
 		}
 		s.stopMember(m)
+	}
+	if owned {
+		// Last, once the primary is released: a replica that takes the
+		// lease from here on may retire this primary, and by then there
+		// is nothing left of it to checkpoint stale state from.
+		s.releaseOwner(ctx, ns.fn.Name, ns.session)
 	}
 }
 

@@ -190,6 +190,7 @@ func TestLostSecondaryIsReleased(t *testing.T) {
 func TestIdleAdoptedPrimaryIsNotAnnouncedDown(t *testing.T) {
 	s, b, a := newTestScheduler(t)
 	fn := testFunction(t)
+	ownedElsewhere(t, s, "default")
 	p := startFakeContainer(t).member(t, "p-other", proxy.RolePrimary, false)
 	ns := s.newNamespace(fn, "default", p)
 	ns.lastUsed = time.Now().Add(-time.Hour)
@@ -211,6 +212,7 @@ func TestIdleAdoptedPrimaryIsNotAnnouncedDown(t *testing.T) {
 func TestEvictOfAdoptedSessionIsAConflict(t *testing.T) {
 	s, b, a := newTestScheduler(t)
 	fn := testFunction(t)
+	ownedElsewhere(t, s, "default")
 	ns := s.newNamespace(fn, "default", startFakeContainer(t).member(t, "p-other", proxy.RolePrimary, false))
 	install(s, ns)
 	if _, err := s.Evict(context.Background(), "f", "default"); apierror.KindOf(err) != apierror.Conflict {
@@ -329,18 +331,31 @@ type fakeContainer struct {
 	// preface); values are dropped while one is waiting.
 	requests chan struct{}
 
+	// reply, when set, answers every call (startAnsweringContainer).
+	reply []byte
+
 	mu    sync.Mutex
 	conns []net.Conn
 	dead  bool
+	calls int // answered calls
 }
 
-func startFakeContainer(t *testing.T) *fakeContainer {
+func startFakeContainer(t *testing.T) *fakeContainer { return startFake(t, nil) }
+
+// startAnsweringContainer is a fake primary of session "default" of
+// function "f" that answers every call with the same JSON: enough for
+// adopt's Status, and a retire's Checkpoint gets seq 7, durable.
+func startAnsweringContainer(t *testing.T) *fakeContainer {
+	return startFake(t, []byte(`{"role":"primary","function":"f","session":"default","seq":7,"durable":true}`))
+}
+
+func startFake(t *testing.T, reply []byte) *fakeContainer {
 	path := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &fakeContainer{addr: "unix://" + path, ln: ln, requests: make(chan struct{}, 1)}
+	c := &fakeContainer{addr: "unix://" + path, ln: ln, requests: make(chan struct{}, 1), reply: reply}
 	t.Cleanup(c.die)
 	go c.accept()
 	return c
@@ -368,6 +383,15 @@ func (c *fakeContainer) read(conn net.Conn) {
 	if _, err := io.ReadFull(conn, make([]byte, len(wire.Preface))); err != nil {
 		return
 	}
+	if c.reply != nil {
+		wire.ServeConn(context.Background(), conn, wire.HandlerFunc(func(context.Context, *wire.Conn, uint8, []byte) ([]byte, error) {
+			c.mu.Lock()
+			c.calls++
+			c.mu.Unlock()
+			return c.reply, nil
+		}))
+		return
+	}
 	buf := make([]byte, 4096)
 	for {
 		if _, err := conn.Read(buf); err != nil {
@@ -378,6 +402,12 @@ func (c *fakeContainer) read(conn net.Conn) {
 		default:
 		}
 	}
+}
+
+func (c *fakeContainer) answered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
 }
 
 func (c *fakeContainer) taken() int {
