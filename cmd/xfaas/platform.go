@@ -125,7 +125,6 @@ type platform struct {
 	nc      *nats.Conn
 	backend placement.Backend
 	reg     registry.Registry
-	consul  *consulreg.Registry // the consul registry, or nil
 	srv     *controlplane.Server
 	ln      net.Listener
 }
@@ -174,10 +173,11 @@ func (p *platform) startRegistry() error {
 	if err != nil {
 		return err
 	}
-	if p.consul, err = consulreg.New(client, consulreg.Options{Logger: p.log.Named("registry")}); err != nil {
+	r, err := consulreg.New(client, consulreg.Options{Logger: p.log.Named("registry")})
+	if err != nil {
 		return err
 	}
-	p.reg = p.consul
+	p.reg = r
 	return nil
 }
 
@@ -267,8 +267,13 @@ func (p *platform) close() {
 			p.log.Error("failed to stop containers", "error", err)
 		}
 	}
-	if p.consul != nil {
-		_ = p.consul.Close()
+	if p.reg != nil {
+		// Last of the control plane: it ends the owner leases (on Consul,
+		// destroys the owner session), after the scheduler released what
+		// it retired, so other replicas may take over what it did not.
+		if err := p.reg.Close(); err != nil {
+			p.log.Warn("failed to close the registry", "error", err)
+		}
 	}
 	if p.nc != nil {
 		p.nc.Close()
