@@ -1,6 +1,7 @@
 // Package consul is the registry.Registry of a cluster: containers are
-// Consul services, namespace owners are Consul KV entries written by
-// compare-and-swap (DESIGN.md, "Consul").
+// Consul services, namespace primaries are Consul KV entries written by
+// compare-and-swap (DESIGN.md, "Consul"), and owner leases are KV locks
+// held by a Consul session per control-plane process.
 //
 // # Services
 //
@@ -54,4 +55,24 @@
 // keep-alive expiry, or finding the primary gone). A replica that starts
 // adopts a namespace on its first request, from Primary: it keeps no table
 // of claims to rebuild.
+//
+// # Owner leases
+//
+// Which control-plane process may checkpoint, evict and release a
+// namespace's primary is a lease beside the claim: key
+// xfaas/owner/<function>/<session> (escaped as the claim's key), taken by
+// AcquireOwner with a KV acquire under the Registry's Consul session. There
+// is one session per Registry, that is per process, created on the first
+// lease with TTL OwnerTTL (15 s), renewed every third of it, behavior
+// delete, and destroyed by Close. When the process dies its session ends
+// one to two TTLs later and Consul deletes its keys; after OwnerLockDelay
+// (15 s, Consul's default, kept on purpose) another replica's AcquireOwner
+// takes them over. The lock delay is what makes a lease safe to act on: a
+// retire confirms the lease with AcquireOwner right before it checkpoints,
+// and even if the session ends just after that, no other replica holds the
+// lease until a lock delay later. A session that ended under a live
+// process (a partition, an operator) is replaced on the next AcquireOwner,
+// which then answers false for every lease another replica took meanwhile
+// or the lock delay still closes. ReleaseOwner deletes the key with a CAS,
+// which has no lock delay.
 package consul
