@@ -100,6 +100,11 @@ type Store struct {
 
 	journal Journal // durability "log"; nil otherwise
 
+	// sealed refuses every write (Seal). It is read under the shard's
+	// write lock, which Snapshot also takes, so a write either lands
+	// before the snapshot reads its shard or sees sealed and fails.
+	sealed atomic.Bool
+
 	// waitMu serializes wait-graph registrations (see locks.go). It is
 	// taken only when a request is about to wait for a lock.
 	waitMu sync.Mutex
@@ -238,6 +243,9 @@ func (s *Store) put(key, val []byte) error {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if s.sealed.Load() {
+		return errSealed
+	}
 	return s.installLocked(key, entryLocked(sh, key), owned)
 }
 
@@ -248,12 +256,27 @@ func (s *Store) del(key []byte) error {
 	}
 	sh := s.shardOf(key)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if s.sealed.Load() {
+		return errSealed
+	}
 	if e := sh.m[string(key)]; e != nil {
 		s.removeLocked(sh, key, e)
 	}
-	sh.mu.Unlock()
 	return nil
 }
+
+// Seal makes every later write and delete fail with ErrUnavailable, so
+// that a snapshot taken after it is the session's final state: the primary
+// is about to be released (a retire). A write that runs concurrently with
+// Seal either is in every Snapshot taken after Seal returns, or fails.
+// Reads go on. See RATIONALE.md, "Who retires a namespace".
+func (s *Store) Seal() { s.sealed.Store(true) }
+
+// Unseal undoes Seal: the retire failed and the session serves on.
+func (s *Store) Unseal() { s.sealed.Store(false) }
+
+var errSealed = fmt.Errorf("%w: the session is being checkpointed to stop or move; retry the request", ErrUnavailable)
 
 // Stats is a point-in-time summary of a store.
 type Stats struct {

@@ -209,6 +209,9 @@ func (t *Txn) commitPessimistic(ctx context.Context, key, val []byte, del bool) 
 // applyLocked installs val in (or deletes) key's entry e, which may be nil
 // when the key has no entry. The caller holds the shard's write lock.
 func (s *Store) applyLocked(sh *shard, key []byte, e *entry, val []byte, del bool) error {
+	if s.sealed.Load() {
+		return errSealed
+	}
 	if del {
 		if e != nil {
 			s.removeLocked(sh, key, e)
