@@ -215,6 +215,49 @@ func (c *Container) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
 	}
 	b.ckMu.Lock()
 	defer b.ckMu.Unlock()
+	return c.checkpointLocked(ctx, b)
+}
+
+// Seal is the checkpoint of a retire: the session's last one in this
+// container, which the control plane releases next. Requests of other
+// control planes (adopters) and the state writes of secondaries may reach
+// the primary until then, and would be answered and lost with it; so Seal
+// first refuses new requests (Unavailable, retryable), waits until the
+// running ones have returned, bounded by ctx, and makes every write fail
+// (-8) before it takes the snapshot. See RATIONALE.md, "Who retires a
+// namespace". When the checkpoint fails, the container unseals before it
+// answers: the retire is undone and the session serves on here. A sealed
+// container stays sealed.
+func (c *Container) Seal(ctx context.Context) (CheckpointInfo, error) {
+	b := c.bound()
+	if b == nil || b.store == nil {
+		return CheckpointInfo{}, apierror.New(apierror.BadRequest, "container %s holds no session state to checkpoint", c.opts.ID)
+	}
+	b.ckMu.Lock()
+	defer b.ckMu.Unlock()
+	err := b.pool.seal(ctx)
+	var info CheckpointInfo
+	if err == nil {
+		b.store.Seal()
+		info, err = c.checkpointLocked(ctx, b)
+	}
+	if err == nil && ctx.Err() != nil {
+		// The caller may have given up and undone its retire: a session
+		// left sealed would refuse every request. The checkpoint taken
+		// stays valid, as one taken without a seal would.
+		err = apierror.New(apierror.Timeout, "the sealing checkpoint finished after the caller's deadline")
+	}
+	if err != nil {
+		b.store.Unseal()
+		b.pool.unseal()
+		c.log.Warn("sealing checkpoint failed; the session serves on", "function", b.Function, "session", b.Session, "error", err)
+		return info, err
+	}
+	return info, nil
+}
+
+// checkpointLocked takes and saves the checkpoint. The caller holds b.ckMu.
+func (c *Container) checkpointLocked(ctx context.Context, b *bound) (CheckpointInfo, error) {
 	// Every write acknowledged by the log before the snapshot is in it.
 	logPos := b.journal.position()
 	entries, seq := b.store.Snapshot()

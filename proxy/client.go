@@ -117,9 +117,39 @@ func (c *Container) Serve(ctx context.Context, ln net.Listener, grace time.Durat
 	return errors.Join(err, <-closed)
 }
 
-// Checkpoint has a primary checkpoint its session now.
+// Checkpoint has a primary checkpoint its session now; the session serves
+// on.
 func (c *Client) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
-	out, err := c.wc.Call(ctx, methodCheckpoint, nil)
+	return c.checkpoint(ctx, false)
+}
+
+// Seal has a primary take the last checkpoint of its session before the
+// control plane releases it (Container.Seal): from then on it refuses
+// requests and state writes. When Seal fails, the primary serves on. The
+// primary is given a little less than ctx's time (sealMargin), so that
+// its answer, failure included, arrives before this side gives up: a seal
+// that succeeded unseen would leave the session refusing every request.
+func (c *Client) Seal(ctx context.Context) (CheckpointInfo, error) {
+	return c.checkpoint(ctx, true)
+}
+
+// sealMargin is how much of the caller's remaining time a sealing
+// checkpoint leaves for its answer to travel back.
+func sealMargin(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
+
+func (c *Client) checkpoint(ctx context.Context, seal bool) (CheckpointInfo, error) {
+	var timeout time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = time.Until(deadline)
+		if seal {
+			timeout -= sealMargin(timeout)
+		}
+		// Not sent when it is over: a timeout of 0 is no bound.
+		if timeout < time.Microsecond {
+			return CheckpointInfo{}, context.DeadlineExceeded
+		}
+	}
+	out, err := c.wc.Call(ctx, methodCheckpoint, encodeCheckpoint(seal, timeout))
 	if err != nil {
 		return CheckpointInfo{}, err
 	}

@@ -475,7 +475,7 @@ func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8
 	case methodStatus:
 		return encodeJSON(c.Status())
 	case methodCheckpoint:
-		info, err := c.Checkpoint(ctx)
+		info, err := c.serveCheckpoint(ctx, payload)
 		if err != nil {
 			return nil, err
 		}
@@ -493,4 +493,24 @@ func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8
 		return reply, err
 	}
 	return nil, apierror.New(apierror.BadRequest, "unknown method %d", method)
+}
+
+// serveCheckpoint runs a checkpoint request: Checkpoint, or Seal bounded
+// by the caller's remaining time, which the connection's context does not
+// carry, so that a seal that cannot finish unseals before the caller has
+// given up on it.
+func (c *Container) serveCheckpoint(ctx context.Context, payload []byte) (CheckpointInfo, error) {
+	seal, timeout, err := decodeCheckpoint(payload)
+	if err != nil {
+		return CheckpointInfo{}, apierror.New(apierror.BadRequest, "%v", err)
+	}
+	if !seal {
+		return c.Checkpoint(ctx)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return c.Seal(ctx)
 }

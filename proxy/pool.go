@@ -108,6 +108,11 @@ type Pool struct {
 	// at forks and discards only, never per request.
 	workers map[*worker]struct{}
 	halted  atomic.Bool // Close stopped the requests still running
+	// sealed refuses new requests while a retire checkpoints the session
+	// (seal); entered counts the requests admitted before, queued or
+	// running, which seal waits for.
+	sealed  atomic.Bool
+	entered atomic.Int64
 
 	stats   poolCounters
 	stop    chan struct{}
@@ -182,6 +187,14 @@ func (p *Pool) Invoke(ctx context.Context, input []byte) ([]byte, error) {
 func (p *Pool) invoke(ctx context.Context, input []byte, sl *slot) ([]byte, error) {
 	if len(input) > p.opts.MaxInput {
 		return nil, apierror.New(apierror.TooLarge, "input of %d bytes exceeds the %d byte limit", len(input), p.opts.MaxInput)
+	}
+	// Counted before sealed is read, as seal sets sealed before it reads
+	// entered: either seal waits for this request or the request is
+	// refused.
+	p.entered.Add(1)
+	defer p.entered.Add(-1)
+	if p.sealed.Load() {
+		return nil, errSealed
 	}
 	p.stats.requests.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
@@ -283,7 +296,11 @@ func (p *Pool) wait(ctx context.Context, wt *waiter) (*worker, error) {
 
 var (
 	errShuttingDown = apierror.New(apierror.Unavailable, "the container is shutting down")
-	errHalted       = apierror.New(apierror.Unavailable, "the container is shutting down and stopped the request at the end of its grace period")
+	// errSealed is retryable: the request did not run, and the control
+	// plane routes its retry to the session's next primary.
+	errSealed = &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+		Message: "the session is being checkpointed to stop or move; retry the request"}
+	errHalted = apierror.New(apierror.Unavailable, "the container is shutting down and stopped the request at the end of its grace period")
 )
 
 func queueTimeout(ctx context.Context) error {
@@ -435,6 +452,26 @@ func (p *Pool) trimmable() []*worker {
 	}
 	return out
 }
+
+// seal refuses new requests from now on and waits until the requests
+// already admitted have returned, or ctx is done. A retire seals the pool
+// before its last checkpoint, so that no request runs, or is answered,
+// after the snapshot (see RATIONALE.md, "Who retires a namespace"). The
+// pool stays sealed when seal fails; unseal opens it again.
+func (p *Pool) seal(ctx context.Context) error {
+	p.sealed.Store(true)
+	for p.entered.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return apierror.New(apierror.Timeout, "%d requests still running: %v", p.entered.Load(), ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// unseal admits requests again.
+func (p *Pool) unseal() { p.sealed.Store(false) }
 
 // haltWait bounds how long Close waits, once its grace period is over, for
 // the requests it stopped to return. A guest stops at its next function

@@ -14,7 +14,7 @@ const (
 	methodInvoke      uint8 = 1  // control plane → container
 	methodBind        uint8 = 2  // control plane → pool container
 	methodStatus      uint8 = 3  // control plane → container
-	methodCheckpoint  uint8 = 4  // control plane → primary
+	methodCheckpoint  uint8 = 4  // control plane → primary; checkpointRequest
 	methodStateGet    uint8 = 10 // secondary → primary
 	methodStatePut    uint8 = 11 // secondary → primary
 	methodStateDelete uint8 = 12 // secondary → primary
@@ -85,6 +85,18 @@ func decodeInvoke(p []byte) (input []byte, timeout time.Duration, err error) {
 	timeout = time.Duration(d.Uint()) * time.Microsecond
 	input = d.Bytes()
 	return input, timeout, d.Err()
+}
+
+// checkpointRequest: whether to seal (a retire's checkpoint, Seal) and how
+// long the caller will wait.
+func encodeCheckpoint(seal bool, timeout time.Duration) []byte {
+	return wire.NewEncoder(16).Bool(seal).Uint(uint64(timeout / time.Microsecond)).Payload()
+}
+
+func decodeCheckpoint(p []byte) (seal bool, timeout time.Duration, err error) {
+	d := wire.NewDecoder(p)
+	seal, timeout = d.Bool(), time.Duration(d.Uint())*time.Microsecond
+	return seal, timeout, d.Err()
 }
 
 // State operations: mode, key, value, and the caller's remaining time so a
