@@ -96,7 +96,10 @@ func (s *Scheduler) retire(ctx context.Context, ns *namespace, reason string) (p
 		return revert(err)
 	}
 	start := time.Now()
-	info, err := p.client.Checkpoint(ctx)
+	// Sealed: requests that adopters route here, and state writes of their
+	// secondaries, are refused from the snapshot on instead of answered
+	// and lost with the container.
+	info, err := p.client.Seal(ctx)
 	if err != nil {
 		return revert(err)
 	}
