@@ -109,17 +109,27 @@ func TestRetiredWorkersCloseTheirStateConnections(t *testing.T) {
 	if forks := b.pool.Status().Forks; forks < 2 {
 		t.Skipf("the secondary ran the requests on %d worker: nothing to trim", forks)
 	}
-	waitUntil(t, "trimmed to one worker", func() bool { return b.pool.Status().Live == 1 })
-	b.remotes.mu.Lock()
-	open, all := 0, len(b.remotes.all)
-	for _, r := range b.remotes.all {
-		if r.conn != nil {
-			open++
+	// A trim takes a worker out of the pool, then closes it: its
+	// connection goes a moment after Live drops.
+	open, all := 0, 0
+	connections := func() bool {
+		b.remotes.mu.Lock()
+		defer b.remotes.mu.Unlock()
+		open, all = 0, len(b.remotes.all)
+		for _, r := range b.remotes.all {
+			if r.conn != nil {
+				open++
+			}
 		}
+		return open <= 1 && all <= 1
 	}
-	b.remotes.mu.Unlock()
-	if open > 1 || all > 1 {
-		t.Fatalf("1 live worker but %d state connections open (%d accessors kept)", open, all)
+	deadline := time.Now().Add(10 * time.Second)
+	for b.pool.Status().Live != 1 || !connections() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d live workers and %d state connections open (%d accessors kept) after 10 s; want 1",
+				b.pool.Status().Live, open, all)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if out, err := sec.Invoke(context.Background(), []byte("get")); err != nil || out == nil {
 		t.Fatalf("the remaining worker: %q, %v", out, err)
