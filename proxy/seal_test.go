@@ -29,11 +29,7 @@ func TestSealingCheckpointRefusesWhatItWouldLose(t *testing.T) {
 
 	// A secondary's open section holds the key, so the next increment runs
 	// on the primary, waiting for the lock, when the seal begins.
-	holder := &remoteState{primary: primary.Addr(), pessimistic: true}
-	defer holder.Close()
-	if _, _, err := holder.Get(ctx, []byte("count"), abi.ModeLinearizable); err != nil {
-		t.Fatal(err)
-	}
+	holder := holdCount(ctx, t, primary)
 	running := make(chan error, 1)
 	go func() {
 		out, err := primary.Invoke(ctx, []byte("incr"))
@@ -121,11 +117,7 @@ func TestSealTimingOutKeepsServing(t *testing.T) {
 	bindCounter(t, primary, RolePrimary, "", "pessimistic")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	holder := &remoteState{primary: primary.Addr(), pessimistic: true}
-	defer holder.Close()
-	if _, _, err := holder.Get(ctx, []byte("count"), abi.ModeLinearizable); err != nil {
-		t.Fatal(err)
-	}
+	holder := holdCount(ctx, t, primary)
 	running := make(chan error, 1)
 	go func() {
 		_, err := primary.Invoke(ctx, []byte("incr"))
@@ -146,4 +138,16 @@ func TestSealTimingOutKeepsServing(t *testing.T) {
 	if out := invokeOK(t, primary, "incr"); out != "2" {
 		t.Fatalf("increment after the timed-out seal: %s; want 2", out)
 	}
+}
+
+// holdCount opens a secondary's section on the counter's key, so that an
+// increment on the primary waits for its lock; closing the holder ends it.
+func holdCount(ctx context.Context, t *testing.T, primary *Client) *remoteState {
+	t.Helper()
+	holder := &remoteState{primary: primary.Addr(), pessimistic: true}
+	t.Cleanup(holder.Close)
+	if _, _, err := holder.Get(ctx, []byte("count"), abi.ModeLinearizable); err != nil {
+		t.Fatal(err)
+	}
+	return holder
 }
