@@ -100,9 +100,10 @@ type Store struct {
 
 	journal Journal // durability "log"; nil otherwise
 
-	// sealed refuses every write (Seal). It is read under the shard's
-	// write lock, which Snapshot also takes, so a write either lands
-	// before the snapshot reads its shard or sees sealed and fails.
+	// sealed refuses every write (Seal). applyLocked, which every write
+	// goes through, reads it under the shard's write lock, which Snapshot
+	// also takes, so a write either lands before the snapshot reads its
+	// shard or sees sealed and fails.
 	sealed atomic.Bool
 
 	// waitMu serializes wait-graph registrations (see locks.go). It is
@@ -243,10 +244,7 @@ func (s *Store) put(key, val []byte) error {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if s.sealed.Load() {
-		return errSealed
-	}
-	return s.installLocked(key, entryLocked(sh, key), owned)
+	return s.applyLocked(sh, key, sh.m[string(key)], owned, false)
 }
 
 // del deletes key (mode 0 or blind optimistic).
@@ -257,13 +255,7 @@ func (s *Store) del(key []byte) error {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if s.sealed.Load() {
-		return errSealed
-	}
-	if e := sh.m[string(key)]; e != nil {
-		s.removeLocked(sh, key, e)
-	}
-	return nil
+	return s.applyLocked(sh, key, sh.m[string(key)], nil, true)
 }
 
 // Seal makes every later write and delete fail with ErrUnavailable, so
