@@ -93,6 +93,12 @@ func TestRetiredWorkersCloseTheirStateConnections(t *testing.T) {
 	bindCounter(t, primary, RolePrimary, "", "pessimistic")
 	sc, sec := startContainer(t, Options{CacheDir: compileCache, IdleTimeout: 50 * time.Millisecond})
 	bindCounter(t, sec, RoleSecondary, primary.Addr(), "pessimistic")
+	b := sc.bound()
+	// The increments wait for the key while holder has it, so that the
+	// secondary forks more than one worker and there is one to trim.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	holder := holdCount(ctx, t, primary)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -104,11 +110,9 @@ func TestRetiredWorkersCloseTheirStateConnections(t *testing.T) {
 			}
 		})
 	}
+	waitUntil(t, "the secondary to fork a second worker", func() bool { return b.pool.Status().Forks >= 2 })
+	holder.End()
 	wg.Wait()
-	b := sc.bound()
-	if forks := b.pool.Status().Forks; forks < 2 {
-		t.Skipf("the secondary ran the requests on %d worker: nothing to trim", forks)
-	}
 	// A trim takes a worker out of the pool, then closes it: its
 	// connection goes a moment after Live drops.
 	open, all := 0, 0
