@@ -209,9 +209,9 @@ func checkMatch(c *checkpoint.Checkpoint, function, session string) error {
 // session's log to what follows the checkpoint. Checkpoints of a container
 // run one at a time.
 func (c *Container) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
-	b := c.bound()
-	if b == nil || b.store == nil {
-		return CheckpointInfo{}, apierror.New(apierror.BadRequest, "container %s holds no session state to checkpoint", c.opts.ID)
+	b, err := c.checkpointable()
+	if err != nil {
+		return CheckpointInfo{}, err
 	}
 	b.ckMu.Lock()
 	defer b.ckMu.Unlock()
@@ -229,13 +229,13 @@ func (c *Container) Checkpoint(ctx context.Context) (CheckpointInfo, error) {
 // answers: the retire is undone and the session serves on here. A sealed
 // container stays sealed.
 func (c *Container) Seal(ctx context.Context) (CheckpointInfo, error) {
-	b := c.bound()
-	if b == nil || b.store == nil {
-		return CheckpointInfo{}, apierror.New(apierror.BadRequest, "container %s holds no session state to checkpoint", c.opts.ID)
+	b, err := c.checkpointable()
+	if err != nil {
+		return CheckpointInfo{}, err
 	}
 	b.ckMu.Lock()
 	defer b.ckMu.Unlock()
-	err := b.pool.seal(ctx)
+	err = b.pool.seal(ctx)
 	var info CheckpointInfo
 	if err == nil {
 		b.store.Seal()
@@ -254,6 +254,15 @@ func (c *Container) Seal(ctx context.Context) (CheckpointInfo, error) {
 		return info, err
 	}
 	return info, nil
+}
+
+// checkpointable is the binding whose session state a checkpoint saves.
+func (c *Container) checkpointable() (*bound, error) {
+	b := c.bound()
+	if b == nil || b.store == nil {
+		return nil, apierror.New(apierror.BadRequest, "container %s holds no session state to checkpoint", c.opts.ID)
+	}
+	return b, nil
 }
 
 // checkpointLocked takes and saves the checkpoint. The caller holds b.ckMu.
