@@ -117,10 +117,7 @@ func TestDestroyTaskForgetsTaskWhenCleanupFails(t *testing.T) {
 	e := newEnv(t)
 	_, h := e.driver()
 	task := e.task(h, &TaskConfig{}, false)
-	handle, _, err := h.StartTask(task)
-	if err != nil {
-		t.Fatal(err)
-	}
+	handle, _ := e.start(h, task)
 	st := state(t, handle)
 	foreign := exec.Command("sleep", "300")
 	if err := foreign.Start(); err != nil {
