@@ -296,7 +296,7 @@ func memoryShortfall(cfg *drivers.TaskConfig, tc *TaskConfig) (reserved, limit i
 		return 0, 0, false
 	}
 	reserved = cfg.Resources.NomadResources.Memory.MemoryMB
-	limit = *containerResources(tc).Memory.Limit >> 20
+	_, limit = cgroup.ContainerSize(tc.MaxWorkers, tc.WorkerCPUMillicores, tc.WorkerMemoryMB)
 	return reserved, limit, reserved > 0 && reserved < limit
 }
 
