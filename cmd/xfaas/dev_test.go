@@ -86,16 +86,8 @@ func startDevOn(t *testing.T, data, keystore, listen string, args ...string) *de
 // stop stops xfaas dev as Ctrl-C would and waits for it to exit.
 func (d *devPlatform) stop(t *testing.T) {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after Ctrl-C: %v; stderr:\n%s", err, d.stderr)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("still running 60s after Ctrl-C")
+	if err := d.signal(t, syscall.SIGINT, 60*time.Second); err != nil {
+		t.Fatalf("exit after Ctrl-C: %v; stderr:\n%s", err, d.stderr)
 	}
 }
 

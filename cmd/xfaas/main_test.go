@@ -99,14 +99,21 @@ func (p *process) line(t *testing.T, v any) {
 // stop sends SIGTERM and returns the exit error (nil for status 0).
 func (p *process) stop(t *testing.T) error {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.signal(t, syscall.SIGTERM, 30*time.Second)
+}
+
+// signal sends sig and returns the exit error (nil for status 0); it fails
+// t when the process still runs after within.
+func (p *process) signal(t *testing.T, sig os.Signal, within time.Duration) error {
+	t.Helper()
+	p.cmd.Process.Signal(sig)
 	done := make(chan error, 1)
 	go func() { done <- p.cmd.Wait() }()
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("still running 30s after SIGTERM; stderr:\n%s", p.stderr)
+	case <-time.After(within):
+		t.Fatalf("still running %v after %v; stderr:\n%s", within, sig, p.stderr)
 		return nil
 	}
 }
