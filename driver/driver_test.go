@@ -328,10 +328,7 @@ func TestStartTaskExitBeforeReady(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit code 1") || !strings.Contains(err.Error(), "/nonexistent/module.wasm") {
 		t.Fatalf("StartTask = %v; want the exit code and the proxy's stderr", err)
 	}
-	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("container group left behind: %v", err)
-	}
+	e.noContainerGroup(task)
 }
 
 func TestBadTaskConfig(t *testing.T) {
@@ -369,10 +366,7 @@ func TestStartTaskRefusesUser(t *testing.T) {
 	if _, _, err := h.StartTask(task); err == nil || !strings.Contains(err.Error(), `user "nobody"`) {
 		t.Fatalf("StartTask with user nobody = %v; want it refused", err)
 	}
-	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("container group left behind: %v", err)
-	}
+	e.noContainerGroup(task)
 }
 
 // A job that reserves less memory than the container's cgroup allows is

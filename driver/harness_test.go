@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -116,6 +117,15 @@ func (e *env) start(h *testutils.DriverHarness, task *drivers.TaskConfig) (*driv
 	}
 	e.t.Cleanup(func() { destroy(e.t, h, task.ID) })
 	return handle, net
+}
+
+// noContainerGroup fails the test when task's container group exists.
+func (e *env) noContainerGroup(task *drivers.TaskConfig) {
+	e.t.Helper()
+	dir := cgroupDir("cpu", e.config.CgroupParent+"/"+task.AllocID+".proxy")
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		e.t.Errorf("container group left behind: %v", err)
+	}
 }
 
 func destroy(t *testing.T, h drivers.DriverPlugin, id string) {
