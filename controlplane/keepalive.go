@@ -215,14 +215,7 @@ func (s *Scheduler) takeOverAsync(ns *namespace) {
 	if busy {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // Close drops every namespace
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.goTracked(func() { // unless Close has begun: it drops every namespace
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		won := s.takeOwner(ctx, ns.fn.Name, ns.session)
@@ -245,7 +238,7 @@ func (s *Scheduler) takeOverAsync(ns *namespace) {
 		default:
 			s.forget(ns)
 		}
-	}()
+	})
 }
 
 // Evict checkpoints a session now and releases its containers. It returns
@@ -317,18 +310,11 @@ func (s *Scheduler) Upgrade(f *Function) {
 // scheduler's Close waits for it. A failure leaves the namespace active
 // (retire says why in the log).
 func (s *Scheduler) retireAsync(ns *namespace, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return // Close retires every namespace it owns itself
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.goTracked(func() { // unless Close has begun: it retires every namespace it owns itself
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
 		defer cancel()
 		_, _ = s.retire(ctx, ns, reason)
-	}()
+	})
 }
 
 // retireAll checkpoints every namespace this control plane owns, at

@@ -644,6 +644,21 @@ func (s *Scheduler) EvictFunction(fn string) {
 	}
 }
 
+// goTracked runs f in a goroutine that Close waits for, unless Close has
+// begun. It holds mu across the wg.Add (see closed).
+func (s *Scheduler) goTracked(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
 // Close releases every namespace and stops the scheduler.
 func (s *Scheduler) Close() {
 	s.mu.Lock()
