@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,30 +69,14 @@ type Options struct {
 }
 
 func (o *Options) fill() {
-	if o.Service == "" {
-		o.Service = DefaultService
-	}
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = DefaultKeyPrefix
-	}
-	if o.CheckInterval == 0 {
-		o.CheckInterval = DefaultCheckInterval
-	}
-	if o.DeregisterAfter == 0 {
-		o.DeregisterAfter = DefaultDeregisterAfter
-	}
-	if o.SyncTimeout == 0 {
-		o.SyncTimeout = DefaultSyncTimeout
-	}
-	if o.OwnerKeyPrefix == "" {
-		o.OwnerKeyPrefix = DefaultOwnerKeyPrefix
-	}
-	if o.OwnerTTL == 0 {
-		o.OwnerTTL = DefaultOwnerTTL
-	}
-	if o.OwnerLockDelay == 0 {
-		o.OwnerLockDelay = DefaultOwnerLockDelay
-	}
+	o.Service = cmp.Or(o.Service, DefaultService)
+	o.KeyPrefix = cmp.Or(o.KeyPrefix, DefaultKeyPrefix)
+	o.CheckInterval = cmp.Or(o.CheckInterval, DefaultCheckInterval)
+	o.DeregisterAfter = cmp.Or(o.DeregisterAfter, DefaultDeregisterAfter)
+	o.SyncTimeout = cmp.Or(o.SyncTimeout, DefaultSyncTimeout)
+	o.OwnerKeyPrefix = cmp.Or(o.OwnerKeyPrefix, DefaultOwnerKeyPrefix)
+	o.OwnerTTL = cmp.Or(o.OwnerTTL, DefaultOwnerTTL)
+	o.OwnerLockDelay = cmp.Or(o.OwnerLockDelay, DefaultOwnerLockDelay)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
