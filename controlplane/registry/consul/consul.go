@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,9 @@ type Registry struct {
 	// after the session ended.
 	ownerMu   sync.Mutex
 	sessionID string
+	// holder says which process holds a lease ("<host> pid <pid>"), for an
+	// operator reading the key; Consul decides by its Session field alone.
+	holder string
 
 	closing atomic.Bool
 	ctx     context.Context    // of the Registry's goroutines
@@ -149,6 +153,8 @@ func New(client *api.Client, opts Options) (*Registry, error) {
 		http: newProbeClient(opts.CheckInterval),
 		unix: map[string]string{},
 	}
+	host, _ := os.Hostname()
+	r.holder = fmt.Sprintf("%s pid %d", host, os.Getpid())
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.wg.Add(1)
 	go r.ttlLoop(r.ctx)

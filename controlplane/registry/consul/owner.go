@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -27,7 +26,7 @@ func (r *Registry) AcquireOwner(ctx context.Context, function, session string) (
 		if err != nil {
 			return false, fmt.Errorf("acquire owner %s: %w", key, err)
 		}
-		won, _, err := r.c.KV().Acquire(&api.KVPair{Key: key, Value: r.ownerValue(), Session: id},
+		won, _, err := r.c.KV().Acquire(&api.KVPair{Key: key, Value: []byte(r.holder), Session: id},
 			(&api.WriteOptions{}).WithContext(ctx))
 		if err != nil && attempt == 0 && strings.Contains(err.Error(), "invalid session") {
 			// The session ended (a partition outlasted its TTL) before
@@ -83,7 +82,7 @@ func (r *Registry) ownerSession(ctx context.Context) (string, error) {
 		return r.sessionID, nil
 	}
 	id, _, err := r.c.Session().Create(&api.SessionEntry{
-		Name:      "xfaas control plane " + r.ownerValueString(),
+		Name:      "xfaas control plane " + r.holder,
 		TTL:       r.opts.OwnerTTL.String(),
 		Behavior:  api.SessionBehaviorDelete,
 		LockDelay: r.opts.OwnerLockDelay,
@@ -150,13 +149,4 @@ func (r *Registry) destroySession(id string) error {
 // escaped as the claim's key is.
 func (r *Registry) ownerKey(function, session string) string {
 	return r.opts.OwnerKeyPrefix + escape(function) + "/" + escape(session)
-}
-
-// ownerValue says which process holds a lease, for an operator reading
-// the key; Consul decides by its Session field alone.
-func (r *Registry) ownerValue() []byte { return []byte(r.ownerValueString()) }
-
-func (r *Registry) ownerValueString() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s pid %d", host, os.Getpid())
 }
