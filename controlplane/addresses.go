@@ -18,9 +18,8 @@ import (
 // on xfaas.addr.<function>.<session>, follows every other replica's updates
 // in a table, answers address lookups (for session containers whose
 // pull_state misses) from that table and then the registry, and tells the
-// scheduler when a
-// primary it adopted from another replica has moved or gone, so that its
-// routing cache does not outlive the namespace.
+// scheduler when a primary it adopted from another replica has moved or
+// gone, so that its routing cache does not outlive the namespace.
 type addresses struct {
 	pub    *bus.Publisher
 	table  *bus.Table
