@@ -460,12 +460,8 @@ func (p *Pool) trimmable() []*worker {
 // pool stays sealed when seal fails; unseal opens it again.
 func (p *Pool) seal(ctx context.Context) error {
 	p.sealed.Store(true)
-	for p.entered.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return apierror.New(apierror.Timeout, "%d requests still running: %v", p.entered.Load(), ctx.Err())
-		case <-time.After(time.Millisecond):
-		}
+	if n, err := waitZero(ctx, time.Millisecond, func() int { return int(p.entered.Load()) }); err != nil {
+		return apierror.New(apierror.Timeout, "%d requests still running: %v", n, err)
 	}
 	return nil
 }
@@ -532,17 +528,33 @@ func (p *Pool) Close(ctx context.Context) error {
 
 // drain waits until no worker is live, or ctx is done.
 func (p *Pool) drain(ctx context.Context) error {
-	for {
+	live := func() int {
 		p.mu.Lock()
-		live := p.live
-		p.mu.Unlock()
-		if live == 0 {
-			return nil
+		defer p.mu.Unlock()
+		return p.live
+	}
+	if n, err := waitZero(ctx, 5*time.Millisecond, live); err != nil {
+		return fmt.Errorf("%d workers still busy: %w", n, err)
+	}
+	return nil
+}
+
+// waitZero polls count every interval until it is zero, or ctx is done;
+// then it returns the count it saw last and ctx's error. Seal and drain
+// wait for requests that end on their own, so a poll keeps the request
+// path free of the wake-ups a notification would add to every return.
+func waitZero(ctx context.Context, every time.Duration, count func() int) (int, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n := count()
+		if n == 0 {
+			return 0, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d workers still busy: %w", live, ctx.Err())
-		case <-time.After(5 * time.Millisecond):
+			return n, ctx.Err()
+		case <-t.C:
 		}
 	}
 }
