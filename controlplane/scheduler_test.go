@@ -435,17 +435,25 @@ func (c *fakeContainer) die() {
 // reset it).
 func (c *fakeContainer) member(t *testing.T, id string, role proxy.Role, owned bool) *member {
 	before := c.taken()
-	cl, err := proxy.Dial(context.Background(), c.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	m := dialMember(t, c.addr, id, role, owned)
 	for deadline := time.Now().Add(10 * time.Second); c.taken() == before; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the fake container did not take the connection")
 		}
 	}
-	return &member{c: placement.Container{ID: id, Node: "n0", Addr: c.addr}, role: role, client: cl, owned: owned}
+	return m
+}
+
+// dialMember connects to the container at addr as a member of a namespace
+// on node n0; the connection closes with the test.
+func dialMember(t *testing.T, addr, id string, role proxy.Role, owned bool) *member {
+	t.Helper()
+	cl, err := proxy.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return &member{c: placement.Container{ID: id, Node: "n0", Addr: addr}, role: role, client: cl, owned: owned}
 }
 
 func testFunction(t *testing.T) *Function {

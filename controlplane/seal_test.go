@@ -49,16 +49,6 @@ func startCounterPrimary(t *testing.T, fn *Function) string {
 	return addr
 }
 
-func dialMember(t *testing.T, addr string, owned bool) *member {
-	t.Helper()
-	cl, err := proxy.Dial(context.Background(), addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return &member{c: placement.Container{ID: "p", Node: "n0", Addr: addr}, role: proxy.RolePrimary, client: cl, owned: owned}
-}
-
 // A replica that adopted a namespace routes to its primary while the owner
 // retires it. Its request after the owner's checkpoint is refused as
 // retryable (503), not answered and then lost with the container
@@ -75,8 +65,8 @@ func TestAdoptersRequestDuringTheOwnersRetireIsRefused(t *testing.T) {
 	if won, err := owner.opts.Registry.AcquireOwner(ctx, fn.Name, "default"); !won || err != nil {
 		t.Fatalf("owner lease: %v %v", won, err)
 	}
-	install(owner, owner.newNamespace(fn, "default", dialMember(t, addr, true)))
-	install(adopter, adopter.newNamespace(fn, "default", dialMember(t, addr, false)))
+	install(owner, owner.newNamespace(fn, "default", dialMember(t, addr, "p", proxy.RolePrimary, true)))
+	install(adopter, adopter.newNamespace(fn, "default", dialMember(t, addr, "p", proxy.RolePrimary, false)))
 	if res, err := adopter.Invoke(ctx, fn, "default", []byte("incr")); err != nil || string(res.Output) != "1" {
 		t.Fatalf("adopter's request before the retire: %q %v", res.Output, err)
 	}
