@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/xfaas/xfaas/controlplane/bus"
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/checkpoint"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/testwasm"
@@ -186,6 +189,78 @@ func TestLogReplay(t *testing.T) {
 	st, err := next.Status(context.Background())
 	if err != nil || st.State == nil || st.State.Keys != 49 {
 		t.Fatalf("status after replay: %+v, %v", st.State, err)
+	}
+}
+
+// With durability "log", a read is answered only once the log holds the
+// writes before it, on a secondary as on the primary: a value a client saw
+// must not vanish with a primary that crashes before the log acknowledged
+// it. The primary's answers wait in Invoke; a secondary's reads reach the
+// primary by RPC and must wait there.
+func TestReadsWaitForTheLog(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	u, err := url.Parse(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	const sess = "00000000000000000000000000000002"
+	_, primary := startContainer(t, Options{NATS: nc})
+	if err := bindKV(t, primary, sess, "log"); err != nil {
+		t.Fatal(err)
+	}
+	_, sec := startContainer(t, Options{})
+	cfg := fnconfig.Default()
+	cfg.Durability = "log"
+	if err := sec.Bind(context.Background(), Binding{Function: "kv", Session: sess, Role: RoleSecondary,
+		Config: cfg, Module: testwasm.Bytes(t, "c/kv"), Primary: primary.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	invokeOK(t, primary, "set a old")
+	if got := invokeOK(t, sec, "get a"); got != "old" {
+		t.Fatalf("secondary read a = %q before the outage", got)
+	}
+
+	srv.Shutdown()
+	waitUntil(t, "the client to notice", func() bool { return nc.Status() == nats.RECONNECTING })
+	// The write is applied, and its append waits in the client's buffer:
+	// not acknowledged, so its request is not answered.
+	wctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := primary.Invoke(wctx, []byte("set a new")); apierror.KindOf(err) != apierror.Timeout {
+		t.Fatalf("write with the log unreachable: %v; want a timeout", err)
+	}
+	for name, cl := range map[string]*Client{"primary": primary, "secondary": sec} {
+		rctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		out, err := cl.Invoke(rctx, []byte("get a"))
+		cancel()
+		if err == nil {
+			t.Errorf("%s answered a = %q while its write is not in the log", name, out)
+		}
+	}
+
+	// Back on the same port and store, the log takes the buffered append,
+	// and both answer the write they waited for.
+	if srv, err = bus.StartEmbedded(bus.EmbeddedOptions{Port: port, JetStream: true, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for name, cl := range map[string]*Client{"primary": primary, "secondary": sec} {
+		if got := invokeOK(t, cl, "get a"); got != "new" {
+			t.Errorf("%s read a = %q after the log came back, want new", name, got)
+		}
 	}
 }
 

@@ -486,8 +486,12 @@ func (c *Container) ServeWire(ctx context.Context, conn *wire.Conn, method uint8
 			return nil, apierror.New(apierror.Unavailable, "container %s holds no session state", c.opts.ID)
 		}
 		reply, err := serveState(ctx, b.store, conn, method, payload)
-		if err == nil && (method == methodStatePut || method == methodStateDelete) {
-			// A secondary's write is acknowledged once it is logged.
+		if err == nil && method != methodStateEnd {
+			// Durability "log": a secondary's write is acknowledged, and
+			// its read answered, once the log holds every write before
+			// it, as the primary's own answers wait in Invoke. A read
+			// that did not wait could show a client a value that a crash
+			// of the primary then takes back.
 			err = b.journal.sync(ctx)
 		}
 		return reply, err
