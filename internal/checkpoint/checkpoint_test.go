@@ -2,9 +2,9 @@ package checkpoint
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -15,7 +15,7 @@ import (
 )
 
 func sample() *Checkpoint {
-	return &Checkpoint{Function: "counter", Session: "0123456789abcdef0123456789abcdef", Digest: "sha256:00ff",
+	return &Checkpoint{Function: "counter", Session: "0123456789abcdef0123456789abcdef", Digest: "sha256:00ff", Incarnation: "5f0e",
 		Seq: 42, Created: time.Unix(1700000000, 5).UTC(), Entries: []Entry{
 			{Key: "count", Value: []byte("17"), Stamp: 40},
 			{Key: "empty", Value: []byte{}, Stamp: 41},
@@ -63,7 +63,7 @@ func TestCorruptMatrix(t *testing.T) {
 		says string
 	}{
 		"bad magic":     {append([]byte("NOTACKPT"), good[8:]...), ErrCorrupt, "magic"},
-		"future format": {withVersion(good, 3), ErrVersion, "version 3"},
+		"future format": {withVersion(good, Version+1), ErrVersion, fmt.Sprintf("version %d", Version+1)},
 		"trailing data": {resum(append(bytes.Clone(good[:len(good)-crc32.Size]), 0)), ErrCorrupt, "trailing"},
 		"short body":    {resum(good[:20]), ErrCorrupt, "bad"},
 		"huge count":    {resum(hugeCount()), ErrCorrupt, "entry count"},
@@ -90,27 +90,30 @@ func resum(body []byte) []byte {
 	return append(bytes.Clone(body), checksum(Version, body)...)
 }
 
-// Version 1 checkpoints (a SHA-256 trailer) still restore.
-func TestReadsVersion1(t *testing.T) {
+// Checkpoints of the older versions still restore: version 2 without an
+// incarnation, version 1 also with a SHA-256 trailer.
+func TestReadsOlderVersions(t *testing.T) {
 	c := sample()
-	v2 := c.Encode()
-	body := bytes.Clone(v2[:len(v2)-crc32.Size])
-	binary.BigEndian.PutUint16(body[6:], 1)
-	sum := sha256.Sum256(body)
-	got, err := Decode(append(body, sum[:]...))
-	if err != nil || got.Seq != c.Seq || len(got.Entries) != len(c.Entries) {
-		t.Fatalf("version 1: %+v, %v", got, err)
+	for _, v := range []uint16{1, 2} {
+		got, err := Decode(c.encode(v))
+		if err != nil || got.Seq != c.Seq || got.Digest != c.Digest || got.Incarnation != "" || len(got.Entries) != len(c.Entries) {
+			t.Fatalf("version %d: %+v, %v", v, got, err)
+		}
 	}
-	sum[0] ^= 1
-	if _, err := Decode(append(body, sum[:]...)); !errors.Is(err, ErrCorrupt) {
+	v1 := c.encode(1)
+	v1[len(v1)-1] ^= 1
+	if _, err := Decode(v1); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("version 1 with a bad SHA-256: %v", err)
+	}
+	if got, err := Decode(c.Encode()); err != nil || got.Incarnation != c.Incarnation {
+		t.Fatalf("version %d keeps the incarnation: %+v, %v", Version, got, err)
 	}
 }
 
 func hugeCount() []byte {
 	b := append([]byte{}, magic[:]...)
 	b = binary.BigEndian.AppendUint16(b, Version)
-	for range 3 {
+	for range 4 { // function, session, digest, incarnation
 		b = binary.AppendUvarint(b, 0)
 	}
 	b = binary.AppendUvarint(b, 1)
