@@ -1,6 +1,7 @@
 package controlplane_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -288,5 +289,56 @@ func putObject(t *testing.T, nc *nats.Conn, name string, data []byte) {
 	}
 	if _, err := obj.PutBytes(ctx, name, data); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A function deleted and created again under its name starts its sessions
+// empty, even when a checkpoint of the old function lands after the
+// delete removed its checkpoints: a retire still under way on some
+// replica, or a node's copy. Here the late checkpoint is the old one's
+// own object, put back after the delete as that retire would write it.
+func TestLateCheckpointOfADeletedFunctionIsNotRestored(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("counter", "c/counter", "")
+	for range 3 {
+		e.MustInvoke("counter", "alice", "incr")
+	}
+	id := e.SessionID("counter", "alice")
+	if r := call(t, e, http.MethodDelete, "/v1/functions/counter/sessions/"+id); r.Status != http.StatusOK {
+		t.Fatalf("evict: %+v", r)
+	}
+	nc, err := nats.Connect(e.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	obj, err := js.ObjectStore(ctx, proxy.CheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := proxy.CheckpointName("counter", id)
+	info, err := obj.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := obj.GetBytes(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if r := call(t, e, http.MethodDelete, "/v1/functions/counter"); r.Status != http.StatusOK {
+		t.Fatalf("delete: %+v", r)
+	}
+	if _, err := obj.Put(ctx, info.ObjectMeta, bytes.NewReader(late)); err != nil {
+		t.Fatal(err)
+	}
+	e.Deploy("counter", "c/counter", "")
+	if got := e.MustInvoke("counter", "alice", "incr").Body; got != "1" {
+		t.Fatalf("alice's count in the new function = %s; want 1, not the deleted function's", got)
 	}
 }

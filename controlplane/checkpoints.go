@@ -71,7 +71,7 @@ func (ci *checkpointIndex) remove(ctx context.Context, fn string) error {
 	case err != nil:
 		errs = append(errs, err)
 	default:
-		errs = append(errs, stream.Purge(ctx, jetstream.WithPurgeSubject(proxy.LogSubject(fn, ">"))))
+		errs = append(errs, stream.Purge(ctx, jetstream.WithPurgeSubject(proxy.LogSubject(fn, ">", ""))))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +33,14 @@ type Function struct {
 	VerifyKey string `json:"verify_key,omitempty"`
 	// HookKeyset seals the labels a hook computes (text form): a full
 	// secret, set only for functions with a hook.
-	HookKeyset string    `json:"hook_keyset,omitempty"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	HookKeyset string `json:"hook_keyset,omitempty"`
+	// Incarnation is made when the function is created and kept by its
+	// updates; a function deleted and created again under its name has a
+	// new one. Its sessions' checkpoints and logs carry it (see
+	// proxy.Binding). Empty for records from before incarnations.
+	Incarnation string    `json:"incarnation,omitempty"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
 
 	verify hint.VerifyKey
 	seal   hint.Keyset
@@ -253,11 +260,14 @@ func (s *FunctionStore) next(ctx context.Context, name string, size int, digest 
 		if err := json.Unmarshal(e.Value(), &old); err != nil {
 			return nil, 0, err
 		}
-		rev, f.Created = e.Revision(), old.Created
+		rev, f.Created, f.Incarnation = e.Revision(), old.Created, old.Incarnation
 		if f.VerifyKey == "" {
 			f.VerifyKey = old.VerifyKey // keep the keyset: sessions keep their ids
 		}
 		f.HookKeyset = old.HookKeyset
+	}
+	if rev == 0 {
+		f.Incarnation = newIncarnation()
 	}
 	if cfg.Hook != "" && f.HookKeyset == "" {
 		text, err := hint.Generate().MarshalText()
@@ -267,6 +277,13 @@ func (s *FunctionStore) next(ctx context.Context, name string, size int, digest 
 		f.HookKeyset = string(text)
 	}
 	return f, rev, f.parseKeys()
+}
+
+// newIncarnation returns 128 random bits in hex.
+func newIncarnation() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }
 
 func objectName(digest string) string { return strings.Replace(digest, ":", "-", 1) }

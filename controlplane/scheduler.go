@@ -386,7 +386,7 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 	}
 	err = m.client.Bind(ctx, proxy.Binding{Function: fn.Name, Session: session, Role: role,
 		Config: fn.Config, Module: wasm, Digest: fn.Digest, Primary: primaryAddr,
-		Restore: role == proxy.RolePrimary, RestoreSeq: s.knownCheckpoint(fn.Name, session)})
+		Restore: role == proxy.RolePrimary, RestoreSeq: s.knownCheckpoint(fn.Name, session), Incarnation: fn.Incarnation})
 	if err != nil {
 		return nil, fmt.Errorf("bind container %s: %w", c.ID, err)
 	}

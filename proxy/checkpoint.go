@@ -108,7 +108,7 @@ func (cs *checkpoints) save(ctx context.Context, ck *checkpoint.Checkpoint) (Che
 		return info, nil
 	}
 	meta := jetstream.ObjectMeta{Name: CheckpointName(ck.Function, ck.Session), Metadata: map[string]string{
-		"seq": strconv.FormatUint(ck.Seq, 10), "digest": ck.Digest,
+		"seq": strconv.FormatUint(ck.Seq, 10), "digest": ck.Digest, "incarnation": ck.Incarnation,
 		"keys": strconv.Itoa(len(ck.Entries)), "bytes": strconv.FormatInt(ck.Size(), 10)}}
 	if _, err := obj.Put(ctx, meta, bytes.NewReader(data)); err != nil {
 		return info, fmt.Errorf("store checkpoint in %s: %w", CheckpointBucket, err)
@@ -126,13 +126,16 @@ func (cs *checkpoints) save(ctx context.Context, ck *checkpoint.Checkpoint) (Che
 // tried; a corrupt durable object stays where it is for inspection. A
 // damaged file kept aside keeps failing the session's start until an
 // operator removes it, unless the durable tier has a good checkpoint.
-func (cs *checkpoints) load(ctx context.Context, function, session string, knownSeq uint64) (*checkpoint.Checkpoint, string, error) {
+func (cs *checkpoints) load(ctx context.Context, function, session, incarnation string, knownSeq uint64) (*checkpoint.Checkpoint, string, error) {
 	var local *checkpoint.Checkpoint
 	var localErr error
 	if cs.dir != "" {
 		path := cs.path(function, session)
 		c, err := checkpoint.ReadFile(path)
 		switch {
+		case err == nil && checkMatch(c, function, session) == nil && !ofIncarnation(c.Incarnation, incarnation):
+			cs.log.Warn("ignoring a node checkpoint of another incarnation of the function", "function", function,
+				"session", session, "incarnation", c.Incarnation, "want", incarnation)
 		case err == nil:
 			local, localErr = c, checkMatch(c, function, session)
 		case !errors.Is(err, fs.ErrNotExist):
@@ -165,6 +168,12 @@ func (cs *checkpoints) load(ctx context.Context, function, session string, known
 			info = nil
 		case err != nil:
 			return nil, "", fmt.Errorf("look up checkpoint: %w", err)
+		case !ofIncarnation(info.Metadata["incarnation"], incarnation):
+			// A retire of a deleted function that ended after the
+			// delete removed its checkpoints, say.
+			cs.log.Warn("ignoring a durable checkpoint of another incarnation of the function", "function", function,
+				"session", session, "incarnation", info.Metadata["incarnation"], "want", incarnation)
+			info = nil
 		default:
 			durableSeq, _ = strconv.ParseUint(info.Metadata["seq"], 10, 64)
 		}
@@ -191,11 +200,19 @@ func (cs *checkpoints) load(ctx context.Context, function, session string, known
 	if err == nil {
 		err = checkMatch(c, function, session)
 	}
+	if err == nil && c.Incarnation != info.Metadata["incarnation"] {
+		err = fmt.Errorf("%w: checkpoint of incarnation %q stored as %q", checkpoint.ErrCorrupt, c.Incarnation, info.Metadata["incarnation"])
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("durable checkpoint %s/%s (left in place for inspection): %w", CheckpointBucket, CheckpointName(function, session), err)
 	}
 	return c, "durable", nil
 }
+
+// ofIncarnation reports whether a checkpoint of incarnation got belongs to
+// a binding of incarnation want. One without an incarnation was written
+// before there were any, and belongs.
+func ofIncarnation(got, want string) bool { return got == "" || got == want }
 
 func checkMatch(c *checkpoint.Checkpoint, function, session string) error {
 	if c.Function != function || c.Session != session {
@@ -271,7 +288,7 @@ func (c *Container) checkpointLocked(ctx context.Context, b *bound) (CheckpointI
 	logPos := b.journal.position()
 	entries, seq := b.store.Snapshot()
 	ck := &checkpoint.Checkpoint{Function: b.Function, Session: b.Session, Digest: b.Digest,
-		Seq: seq, Created: time.Now(), Entries: entries}
+		Incarnation: b.Incarnation, Seq: seq, Created: time.Now(), Entries: entries}
 	start := time.Now()
 	info, err := c.ckpts.save(ctx, ck)
 	if err != nil {
@@ -291,7 +308,7 @@ func (c *Container) checkpointLocked(ctx context.Context, b *bound) (CheckpointI
 // replays the log tail after it.
 func (c *Container) restore(ctx context.Context, nb *bound) error {
 	start := time.Now()
-	ck, from, err := c.ckpts.load(ctx, nb.Function, nb.Session, nb.RestoreSeq)
+	ck, from, err := c.ckpts.load(ctx, nb.Function, nb.Session, nb.Incarnation, nb.RestoreSeq)
 	if err != nil {
 		return apierror.New(apierror.Internal, "restore session %s/%s: %v", nb.Function, nb.Session, err)
 	}

@@ -121,7 +121,7 @@ func TestCorruptCheckpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			cs := &checkpoints{dir: dir, log: hclog.NewNullLogger()}
-			ck, _, err := cs.load(context.Background(), "kv", sess, 0)
+			ck, _, err := cs.load(context.Background(), "kv", sess, "", 0)
 			if ck != nil || !errors.Is(err, tc.want) {
 				t.Fatalf("load: %v, %v; want %v", ck, err, tc.want)
 			}
@@ -264,6 +264,68 @@ func TestReadsWaitForTheLog(t *testing.T) {
 	}
 }
 
+// A binding restores only the checkpoints and log of its function's
+// incarnation, and those from before incarnations; the node's copy, the
+// durable tier's and the log of a deleted function's incarnation are not
+// its session's.
+func TestRestoreKeepsToItsIncarnation(t *testing.T) {
+	nc := startNATS(t)
+	dir := t.TempDir()
+	const sess = "00000000000000000000000000000003"
+	bind := func(cl *Client, session, incarnation string) error {
+		cfg := fnconfig.Default()
+		cfg.Durability = "log"
+		return cl.Bind(context.Background(), Binding{Function: "kv", Session: session, Role: RolePrimary,
+			Config: cfg, Module: testwasm.Bytes(t, "c/kv"), Restore: true, Incarnation: incarnation})
+	}
+	start := func(session, incarnation string) (*Container, *Client) {
+		c, cl := startContainer(t, Options{CheckpointDir: dir, NATS: nc})
+		if err := bind(cl, session, incarnation); err != nil {
+			t.Fatalf("bind %s: %v", incarnation, err)
+		}
+		return c, cl
+	}
+	old, cl := start(sess, "0a")
+	invokeOK(t, cl, "set a checkpointed")
+	if _, err := cl.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	invokeOK(t, cl, "set b logged")
+	old.Close(context.Background())
+
+	_, other := start(sess, "0b")
+	for _, key := range []string{"a", "b"} {
+		if out, err := other.Invoke(context.Background(), []byte("get "+key)); err == nil {
+			t.Errorf("incarnation 0b restored %s = %q from incarnation 0a", key, out)
+		}
+	}
+	_, same := start(sess, "0a")
+	if got := invokeOK(t, same, "get a"); got != "checkpointed" {
+		t.Errorf("incarnation 0a restored a = %q", got)
+	}
+	if got := invokeOK(t, same, "get b"); got != "logged" {
+		t.Errorf("incarnation 0a replayed b = %q", got)
+	}
+
+	// A checkpoint from before incarnations restores into any.
+	const legacy = "00000000000000000000000000000004"
+	first, cl := start(legacy, "")
+	invokeOK(t, cl, "set x 1")
+	if _, err := cl.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first.Close(context.Background())
+	if _, next := start(legacy, "0c"); invokeOK(t, next, "get x") != "1" {
+		t.Error("a checkpoint without an incarnation did not restore")
+	}
+
+	// An incarnation becomes a subject token: only hex is taken.
+	_, bad := startContainer(t, Options{NATS: nc})
+	if err := bind(bad, sess, "0a.>"); apierror.KindOf(err) != apierror.BadRequest {
+		t.Errorf("bind with incarnation %q: %v; want a bad request", "0a.>", err)
+	}
+}
+
 // Durability "log" without NATS is refused at bind, not at the first write.
 func TestLogDurabilityNeedsNATS(t *testing.T) {
 	_, cl := startContainer(t, Options{})
@@ -284,7 +346,7 @@ func BenchmarkRestore1MiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		got, _, err := cs.load(context.Background(), "kv", "default", 1)
+		got, _, err := cs.load(context.Background(), "kv", "default", "", 1)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -185,8 +185,24 @@ func checkBinding(b *Binding) error {
 		return apierror.New(apierror.BadRequest, "a secondary needs its primary's address")
 	case b.Digest != "" && Digest(b.Module) != b.Digest:
 		return apierror.New(apierror.BadRequest, "module digest mismatch: got %s, want %s", Digest(b.Module), b.Digest)
+	case !validIncarnation(b.Incarnation):
+		return apierror.New(apierror.BadRequest, "incarnation must be at most 64 lower-case hex digits, not %q", b.Incarnation)
 	}
 	return b.Config.Validate()
+}
+
+// validIncarnation reports whether s can be an incarnation: it becomes a
+// token of the session's log subject.
+func validIncarnation(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // setUp makes the bound state. It sizes the worker cgroups for b's config
@@ -274,7 +290,7 @@ func (c *Container) prepareState(ctx context.Context, nb *bound) error {
 			return apierror.New(apierror.BadRequest, "durability \"log\" needs NATS: the container runs without (xfaas proxy --nats)")
 		}
 		var err error
-		if nb.journal, err = openJournal(ctx, c.opts.NATS, nb.Function, nb.Session, c.log); err != nil {
+		if nb.journal, err = openJournal(ctx, c.opts.NATS, LogSubject(nb.Function, nb.Session, nb.Incarnation), c.log); err != nil {
 			return apierror.New(apierror.Unavailable, "%v", err)
 		}
 	}

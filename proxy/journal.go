@@ -33,9 +33,17 @@ const (
 	logAckTimeout = 10 * time.Second
 )
 
-// LogSubject is the log subject of (function, session).
-func LogSubject(function, session string) string {
-	return LogSubjectPrefix + function + "." + session
+// LogSubject is the log subject of (function, session) in the function's
+// incarnation: xfaas.log.<function>.<session>, then .<incarnation> when
+// there is one, so that writes a deleted function's container still
+// appends after the delete purged its logs never replay into a function
+// created again under its name. LogSubject(function, ">") covers every
+// session of every incarnation.
+func LogSubject(function, session, incarnation string) string {
+	if incarnation == "" {
+		return LogSubjectPrefix + function + "." + session
+	}
+	return LogSubjectPrefix + function + "." + session + "." + incarnation
 }
 
 // journal appends a primary's committed writes to its session log and
@@ -72,9 +80,9 @@ type logFuture struct {
 	err error
 }
 
-// openJournal makes sure the log stream exists and starts the journal of
-// (function, session).
-func openJournal(ctx context.Context, nc *nats.Conn, function, session string, log hclog.Logger) (*journal, error) {
+// openJournal makes sure the log stream exists and starts the journal on
+// subject (LogSubject).
+func openJournal(ctx context.Context, nc *nats.Conn, subject string, log hclog.Logger) (*journal, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxLogPending), jetstream.WithPublishAsyncTimeout(logAckTimeout))
 	if err != nil {
 		return nil, err
@@ -84,7 +92,7 @@ func openJournal(ctx context.Context, nc *nats.Conn, function, session string, l
 	if err != nil {
 		return nil, fmt.Errorf("open the session log stream %s: %w", LogStream, err)
 	}
-	j := &journal{js: js, stream: stream, subject: LogSubject(function, session), log: log,
+	j := &journal{js: js, stream: stream, subject: subject, log: log,
 		futures: make(chan logFuture, maxLogPending), changed: make(chan struct{}), done: make(chan struct{})}
 	go j.collect()
 	return j, nil

@@ -50,6 +50,13 @@ type Binding struct {
 	// as the control plane knows it: a node copy with that seq is used
 	// without asking the durable tier.
 	RestoreSeq uint64
+	// Incarnation identifies the function's incarnation (lower-case hex):
+	// one deleted and created again under its name has a new one. The
+	// session's checkpoints and log carry it, and a restore ignores those of
+	// another incarnation, so a late checkpoint of a deleted function never
+	// becomes a new function's state. Empty for functions from before
+	// incarnations (their checkpoints carry none, and restore anywhere).
+	Incarnation string
 }
 
 func (b *Binding) encode() ([]byte, error) {
@@ -58,7 +65,7 @@ func (b *Binding) encode() ([]byte, error) {
 		return nil, err
 	}
 	e := wire.NewEncoder(len(b.Module) + 512)
-	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary).Bool(b.Restore).Uint(b.RestoreSeq)
+	e.String(b.Function).String(b.Session).String(string(b.Role)).Bytes(cfg).Bytes(b.Module).String(b.Digest).String(b.Primary).Bool(b.Restore).Uint(b.RestoreSeq).String(b.Incarnation)
 	return e.Payload(), nil
 }
 
@@ -67,6 +74,7 @@ func decodeBinding(p []byte) (Binding, error) {
 	b := Binding{Function: d.String(), Session: d.String(), Role: Role(d.String())}
 	cfg := d.Bytes()
 	b.Module, b.Digest, b.Primary, b.Restore, b.RestoreSeq = d.Bytes(), d.String(), d.String(), d.Bool(), d.Uint()
+	b.Incarnation = d.String()
 	if err := d.Err(); err != nil {
 		return Binding{}, err
 	}
