@@ -345,6 +345,23 @@ func TestHookNamesTheSession(t *testing.T) {
 	}
 }
 
+// A function redeployed without its hook takes the client's sealed hints
+// again: the keyset the control plane kept for the hook does not stand in
+// for the function's verify key.
+func TestHookRemovedSealedHintsWork(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("users", "test/hook", "")
+	hooked := e.Deploy("greeter", "c/counter", `{"hook": "users"}`)
+	e.MustInvoke("greeter", "", "incr") // the hook names the session "incr"
+	info := e.Deploy("greeter", "c/counter", "")
+	if want := e.Keys["greeter"].ID(); info.Hints != "sealed" || info.HintKeyID != want {
+		t.Fatalf("after removing the hook: %+v (was %+v); want sealed hints with keyset %s", info, hooked, want)
+	}
+	if inv := e.Invoke("greeter", "alice", "incr"); inv.Status != http.StatusOK || inv.SessionID != e.SessionID("greeter", "alice") {
+		t.Fatalf("a sealed hint after removing the hook: %+v", inv)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

@@ -32,7 +32,9 @@ type Function struct {
 	// VerifyKey checks the session hints of the function (text form).
 	VerifyKey string `json:"verify_key,omitempty"`
 	// HookKeyset seals the labels a hook computes (text form): a full
-	// secret, set only for functions with a hook.
+	// secret, made at the first deploy with a hook and kept after, so the
+	// hook's sessions keep their ids if it is removed and named again. It
+	// never verifies client hints: that is VerifyKey's alone.
 	HookKeyset string `json:"hook_keyset,omitempty"`
 	// Incarnation is made when the function is created and kept by its
 	// updates; a function deleted and created again under its name has a
@@ -46,7 +48,8 @@ type Function struct {
 	seal   hint.Keyset
 }
 
-// parseKeys fills the parsed forms of the text keys.
+// parseKeys fills the parsed forms of the text keys: verify from VerifyKey
+// only, seal from HookKeyset.
 func (f *Function) parseKeys() error {
 	if f.VerifyKey != "" {
 		k, err := hint.ParseVerifyKey(f.VerifyKey)
@@ -60,7 +63,7 @@ func (f *Function) parseKeys() error {
 		if err != nil {
 			return err
 		}
-		f.seal, f.verify = k, k.VerifyKey()
+		f.seal = k
 	}
 	return nil
 }
