@@ -291,13 +291,10 @@ func newIncarnation() string {
 
 func objectName(digest string) string { return strings.Replace(digest, ":", "-", 1) }
 
+// putModule stores module unless the object store has it. The memory copy
+// does not stand for the stored one: another replica may have deleted it
+// with the last function that used it.
 func (s *FunctionStore) putModule(ctx context.Context, digest string, module []byte) error {
-	s.mu.RLock()
-	_, cached := s.modules[digest]
-	s.mu.RUnlock()
-	if cached {
-		return nil
-	}
 	if _, err := s.obj.GetInfo(ctx, objectName(digest)); err != nil {
 		if _, err := s.obj.PutBytes(ctx, objectName(digest), module); err != nil {
 			return fmt.Errorf("store module: %w", err)

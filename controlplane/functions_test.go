@@ -1,0 +1,79 @@
+package controlplane
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+
+	"github.com/xfaas/xfaas/controlplane/bus"
+	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/proxy"
+)
+
+// openReplicas opens n function stores on one NATS server with JetStream:
+// n control-plane replicas.
+func openReplicas(t *testing.T, n int) []*FunctionStore {
+	t.Helper()
+	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	var out []*FunctionStore
+	for range n {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		s, err := OpenFunctionStore(t.Context(), nc, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		out = append(out, s)
+	}
+	return out
+}
+
+// waitLookup waits until s sees function name (present) or not.
+func waitLookup(t *testing.T, s *FunctionStore, name string, present bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, ok := s.Lookup(name); ok == present {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("function %s present=%v not seen within 10s", name, present)
+		}
+	}
+}
+
+// A module deleted with its function by one replica is stored again when
+// another replica, which still has it in memory, deploys it again: every
+// replica can load the module of every function.
+func TestRedeployAfterDeleteElsewhereStoresTheModule(t *testing.T) {
+	r := openReplicas(t, 2)
+	ctx := t.Context()
+	module := []byte("\x00asm not validated by the store")
+	digest := proxy.Digest(module)
+	if _, err := r[0].Deploy(ctx, "f", module, digest, fnconfig.Default(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, r[1], "f", true)
+	if err := r[1].Delete(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, r[0], "f", false)
+	if _, err := r[0].Deploy(ctx, "f", module, digest, fnconfig.Default(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, r[1], "f", true)
+	got, err := r[1].Module(ctx, digest)
+	if err != nil || string(got) != string(module) {
+		t.Fatalf("the redeployed function's module: %q, %v", got, err)
+	}
+}
+
