@@ -89,6 +89,10 @@ type FunctionStore struct {
 	deleted []func(name string)
 	updated []func(*Function)
 
+	// modMu serializes Deploy and Delete, so that a delete never removes
+	// the module of a function being deployed with the same digest.
+	modMu sync.Mutex
+
 	watcher jetstream.KeyWatcher
 	done    chan struct{}
 }
@@ -218,6 +222,8 @@ func (s *FunctionStore) List() []*Function {
 // on first deploy. Concurrent deploys of one function are serialized by the
 // bucket's revisions.
 func (s *FunctionStore) Deploy(ctx context.Context, name string, module []byte, digest string, cfg fnconfig.Config, verifyKey string) (*Function, error) {
+	s.modMu.Lock()
+	defer s.modMu.Unlock()
 	if err := s.putModule(ctx, digest, module); err != nil {
 		return nil, err
 	}
@@ -326,6 +332,8 @@ func (s *FunctionStore) Module(ctx context.Context, digest string) ([]byte, erro
 
 // Delete removes a function, and its module when no other function uses it.
 func (s *FunctionStore) Delete(ctx context.Context, name string) error {
+	s.modMu.Lock()
+	defer s.modMu.Unlock()
 	f, ok := s.Lookup(name)
 	if !ok {
 		return apierror.New(apierror.NotFound, "no function %q", name)

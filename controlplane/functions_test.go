@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,3 +79,31 @@ func TestRedeployAfterDeleteElsewhereStoresTheModule(t *testing.T) {
 	}
 }
 
+// Deleting one function while another is deployed with the same module
+// never loses the module the survivor needs.
+func TestDeleteRacingADeployOfTheSameModule(t *testing.T) {
+	r := openReplicas(t, 2)
+	ctx := t.Context()
+	for i := range 30 {
+		module := fmt.Appendf(nil, "\x00asm module %d", i)
+		digest := proxy.Digest(module)
+		if _, err := r[0].Deploy(ctx, "a", module, digest, fnconfig.Default(), ""); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := r[0].Deploy(ctx, "b", module, digest, fnconfig.Default(), ""); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := r[0].Delete(ctx, "a"); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		if got, err := r[1].Module(ctx, digest); err != nil || string(got) != string(module) {
+			t.Fatalf("round %d: the module of b: %q, %v", i, got, err)
+		}
+	}
+}
