@@ -64,6 +64,7 @@ func TestDeployRefusesBadInput(t *testing.T) {
 	}{
 		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/garbage")}, "bad_request", "invalid module"},
 		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/noexport")}, "bad_request", "handle"},
+		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/badwasi")}, "bad_request", "wasi_snapshot_preview1.nonexistent"},
 		{"good", map[string][]byte{"config": []byte(`{}`)}, "bad_request", "no module part"},
 		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"max_workers": 0}`)}, "bad_request", "max_workers"},
 		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"typo": 1}`)}, "bad_request", "unknown field"},

@@ -91,7 +91,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		return nil, apierror.New(apierror.BadRequest, "invalid module: %v", err)
 	}
 	m := &Module{compiled: compiled, Digest: Digest(wasm), CompileTime: time.Since(start)}
-	if m.init, err = validate(compiled); err != nil {
+	if m.init, err = validate(compiled, e.rt.Module(wasi_snapshot_preview1.ModuleName)); err != nil {
 		compiled.Close(ctx)
 		return nil, apierror.New(apierror.BadRequest, "invalid module: %v", err)
 	}
@@ -105,9 +105,10 @@ func Digest(wasm []byte) string {
 }
 
 // validate checks that the module exports handle() -> i32, imports only
-// known functions of the xfaas and WASI modules, and imports no memory.
-// It reports whether the module is a reactor (exports _initialize).
-func validate(m wazero.CompiledModule) (reactor bool, err error) {
+// known functions of the xfaas and WASI modules (wasi, as instantiated),
+// with their signatures, and imports no memory. It reports whether the
+// module is a reactor (exports _initialize).
+func validate(m wazero.CompiledModule, wasi api.Module) (reactor bool, err error) {
 	handle, ok := m.ExportedFunctions()[abi.Handle]
 	if !ok {
 		return false, fmt.Errorf("no exported function %q", abi.Handle)
@@ -119,6 +120,13 @@ func validate(m wazero.CompiledModule) (reactor bool, err error) {
 		mod, name, _ := imp.Import()
 		switch mod {
 		case wasi_snapshot_preview1.ModuleName:
+			def, known := wasi.ExportedFunctionDefinitions()[name]
+			if !known {
+				return false, fmt.Errorf("unknown import %s.%s", mod, name)
+			}
+			if !sameTypes(imp.ParamTypes(), def.ParamTypes()) || !sameTypes(imp.ResultTypes(), def.ResultTypes()) {
+				return false, fmt.Errorf("import %s.%s has the wrong signature", mod, name)
+			}
 		case abi.HostModule:
 			sig, known := abi.Imports[name]
 			if !known {

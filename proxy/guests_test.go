@@ -153,6 +153,9 @@ func TestInvalidModulesAreRejectedWithTheReason(t *testing.T) {
 		"test/garbage":   "invalid module",
 		"test/noexport":  `no exported function "handle"`,
 		"test/badimport": "unknown import xfaas.nonexistent",
+		// WASI is checked at deploy too, not at the first worker's start.
+		"test/badwasi":    "unknown import wasi_snapshot_preview1.nonexistent",
+		"test/badwasisig": "import wasi_snapshot_preview1.fd_write has the wrong signature",
 	}
 	for guest, want := range cases {
 		_, err := e.Compile(ctx, testwasm.Bytes(t, guest))

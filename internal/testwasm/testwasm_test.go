@@ -27,8 +27,8 @@ import (
 var (
 	examples   = []string{"counter", "hello", "kv", "ro", "rmw", "rmw_linear"}
 	testGuests = []string{
-		"badimport", "badptr", "bigkey", "bigoutput", "garbage", "hook", "lockhold", "lockpair",
-		"loop", "membomb", "noexport", "pull", "spin", "stateloop", "trap", "wasiclock",
+		"badimport", "badptr", "badwasi", "badwasisig", "bigkey", "bigoutput", "garbage", "hook", "lockhold",
+		"lockpair", "loop", "membomb", "noexport", "pull", "spin", "stateloop", "trap", "wasiclock",
 	}
 )
 
