@@ -115,3 +115,13 @@ func processesMentioning(t *testing.T, s string) []string {
 	}
 	return found
 }
+
+// A stray argument is an error at once, not a benchmark run with the flags
+// after it ignored: "xfaas bench quick" must not start the full run.
+func TestBenchRefusesArguments(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, nil, "", "bench", "--value-size", "1", "quick", "--out", filepath.Join(dir, "out"), "--data", filepath.Join(dir, "data"))
+	if r.code == 0 || !strings.Contains(r.stderr, "bench takes no arguments; got 1") || strings.Contains(r.stderr, "starting") {
+		t.Fatalf("xfaas bench quick: %+v; want an error about the argument, before anything starts", r)
+	}
+}
