@@ -46,10 +46,17 @@ func TestDeployInvokeAndDescribe(t *testing.T) {
 	if inv := e.Invoke("nothere", "", ""); inv.Status != http.StatusNotFound || inv.Kind != "not_found" {
 		t.Fatalf("invoke unknown: %+v", inv)
 	}
-	// A redeploy keeps the hint keyset: a client's tokens stay valid.
-	again := e.Deploy("counter", "c/counter", `{"max_workers": 3}`)
-	if again.Version <= info.Version || again.HintKeyID != info.HintKeyID && again.HintKeyID == "" {
-		t.Fatalf("redeploy: %+v after %+v", again, info)
+	// A redeploy without a hint key keeps the function's: a client's
+	// tokens stay valid, and name the same session.
+	resp := e.DeployForm("counter", map[string][]byte{"module": testwasm.Bytes(t, "c/counter"), "config": []byte(`{"max_workers": 3}`)}, "")
+	var again controlplane.FunctionInfo
+	json.NewDecoder(resp.Body).Decode(&again)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || again.Version <= info.Version || again.HintKeyID != info.HintKeyID || again.Config.MaxWorkers != 3 {
+		t.Fatalf("redeploy: %d %+v after %+v", resp.StatusCode, again, info)
+	}
+	if inv := e.MustInvoke("counter", "alice", "incr"); inv.SessionID != e.SessionID("counter", "alice") {
+		t.Fatalf("a hint sealed before the redeploy: %+v", inv)
 	}
 }
 
