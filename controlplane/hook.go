@@ -20,6 +20,9 @@ type hooks struct {
 
 	mu    sync.Mutex
 	pools map[string]*hookPool // by function name
+	// retiring counts the pools closing in the background (replaced by a
+	// new version, or of a deleted function); close waits for them.
+	retiring sync.WaitGroup
 }
 
 type hookPool struct {
@@ -75,20 +78,38 @@ func (h *hooks) pool(ctx context.Context, name string) (*proxy.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if old := h.pools[name]; old != nil {
-		go old.pool.Close(context.Background())
-	}
+	h.retireLocked(name)
 	h.pools[name] = &hookPool{version: f.Version, pool: p}
 	return p, nil
 }
 
-func (h *hooks) close(ctx context.Context) {
+// forget closes the pool of a deleted function; the function store calls
+// it (OnDelete), so it must not wait for the requests still running.
+func (h *hooks) forget(name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.retireLocked(name)
+}
+
+// retireLocked closes the pool of name, if any, in the background: its
+// requests under way finish first.
+func (h *hooks) retireLocked(name string) {
+	hp := h.pools[name]
+	if hp == nil {
+		return
+	}
+	delete(h.pools, name)
+	h.retiring.Go(func() { _ = hp.pool.Close(context.Background()) })
+}
+
+func (h *hooks) close(ctx context.Context) {
+	h.mu.Lock()
 	for _, hp := range h.pools {
 		_ = hp.pool.Close(ctx)
 	}
 	h.pools = nil
+	h.mu.Unlock()
+	h.retiring.Wait()
 }
 
 // noState is the state of a hook: there is none.

@@ -90,6 +90,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns, Functions: s.fns,
 		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
 	s.fns.OnDelete(s.sched.EvictFunction)
+	s.fns.OnDelete(s.hooks.forget)
 	s.fns.OnUpdate(s.sched.Upgrade)
 	js, err := jetstream.New(deps.NATS)
 	if err != nil {
