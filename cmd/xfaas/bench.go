@@ -74,11 +74,7 @@ func runBench(ctx context.Context, env *cli, args []string) error {
 	fs.BoolVar(&f.cgroups, "cgroups", false, "run xfaas workers under their cgroup CPU quota (the baseline has none; off keeps the comparison even)")
 	fs.BoolVar(&f.verbose, "verbose", false, "show the platform's and the workers' logs")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (control plane and load generator) to FILE")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, args, 0, "no arguments"); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := f.apply(&cfg, fs); err != nil {

@@ -56,6 +56,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseNoArgs parses the flags of a command that takes no positional
+// arguments, and refuses any: a stray word is an error, not the end of the
+// flags.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	return wantArgs(fs, args, 0, "no arguments")
+}
+
 // wantArgs checks the number of positional arguments.
 func wantArgs(fs *flag.FlagSet, args []string, n int, what string) error {
 	if len(args) == n {

@@ -35,7 +35,7 @@ func runDev(ctx context.Context, env *cli, args []string) error {
 	procs := fs.Int("procs", 0, "Go scheduler threads (GOMAXPROCS) of the control plane; 0: half the CPUs, or $GOMAXPROCS when set")
 	policy := fs.String("sched", "batch", "Linux scheduling policy of the control plane and its containers: batch (SCHED_BATCH: a wake-up does not preempt) or other (the kernel's default, SCHED_OTHER)")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *procs < 0 {
@@ -172,7 +172,7 @@ func runControlPlane(ctx context.Context, env *cli, args []string) error {
 	fs := newFlags(env, "controlplane", "--config FILE")
 	path := fs.String("config", "", "JSON config file (see README, \"Running a control plane\")")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {

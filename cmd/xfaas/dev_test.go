@@ -421,3 +421,19 @@ func TestDevSchedPolicy(t *testing.T) {
 		t.Errorf("xfaas dev --sched fifo: %v, %q; want a refusal", err, out)
 	}
 }
+
+// A stray argument is an error before anything starts, not a platform
+// that runs with it and every flag after it ignored (xfaas dev 127.0.0.1:9000
+// would serve on the default address). The flag before it would fail on
+// its own; the argument is reported first.
+func TestDevAndControlPlaneRefuseArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"dev", "--procs", "-1", "127.0.0.1:9000", "--listen", "127.0.0.1:0"},
+		{"controlplane", "--config", filepath.Join(t.TempDir(), "missing.json"), "stray"},
+	} {
+		r := runCLI(t, nil, "", args...)
+		if want := args[0] + " takes no arguments; got 1"; r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("xfaas %s: %+v; want %q", strings.Join(args, " "), r, want)
+		}
+	}
+}
