@@ -173,9 +173,15 @@ func (s *Server) deploy(ctx context.Context, name string, module, config []byte,
 			return nil, apierror.New(apierror.BadRequest, "hint_key: %v", err)
 		}
 	}
-	m, err := s.engine.Compile(ctx, module)
+	// The compiled module is only checked here: the validator runs
+	// nothing, so it is released at once (and stays in the on-disk cache).
+	m, err := s.validator.Compile(ctx, module)
 	if err != nil {
 		return nil, err
+	}
+	defer m.Close(ctx)
+	if need := m.MemoryMB(); need > cfg.WorkerMemoryMB {
+		return nil, apierror.New(apierror.BadRequest, "invalid module: it starts with %d MiB of linear memory, and worker_memory_mb is %d", need, cfg.WorkerMemoryMB)
 	}
 	f, err := s.fns.Deploy(ctx, name, module, m.Digest, cfg, hintKey)
 	if err != nil {

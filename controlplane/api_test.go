@@ -72,6 +72,7 @@ func TestDeployRefusesBadInput(t *testing.T) {
 		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/garbage")}, "bad_request", "invalid module"},
 		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/noexport")}, "bad_request", "handle"},
 		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/badwasi")}, "bad_request", "wasi_snapshot_preview1.nonexistent"},
+		{"good", map[string][]byte{"module": testwasm.Bytes(t, "test/bigmem")}, "bad_request", "200 MiB of linear memory"},
 		{"good", map[string][]byte{"config": []byte(`{}`)}, "bad_request", "no module part"},
 		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"max_workers": 0}`)}, "bad_request", "max_workers"},
 		{"good", map[string][]byte{"module": wasm, "config": []byte(`{"typo": 1}`)}, "bad_request", "unknown field"},
@@ -97,6 +98,26 @@ func TestDeployRefusesBadInput(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, e.URL+"/v1/functions/good/invoke", bytes.NewReader(make([]byte, 7<<20)))
 	if inv := e.Do(req); inv.Status != http.StatusRequestEntityTooLarge || inv.Kind != "too_large" {
 		t.Fatalf("7 MiB invoke: %+v", inv)
+	}
+}
+
+// A module's memory is checked at deploy against the function's own
+// worker_memory_mb: one that needs more is refused there, not at its
+// first invoke, and one that fits is deployed whatever the control
+// plane's own limits.
+func TestDeployChecksMemoryAgainstTheFunction(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{})
+	resp := e.DeployForm("big", map[string][]byte{"module": testwasm.Bytes(t, "test/bigmem"),
+		"config": []byte(`{"worker_memory_mb": 199}`)}, "")
+	var eb controlplane.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(eb.Error, "worker_memory_mb is 199") {
+		t.Fatalf("deploy of a 200 MiB module with 199 MiB workers: %d %+v", resp.StatusCode, eb)
+	}
+	e.Deploy("big", "test/bigmem", `{"worker_memory_mb": 256, "max_workers": 1}`)
+	if inv := e.Invoke("big", "", ""); inv.Status != http.StatusOK {
+		t.Fatalf("invoke of the 200 MiB module with 256 MiB workers: %+v", inv)
 	}
 }
 

@@ -63,10 +63,13 @@ type Server struct {
 	m      *Metrics
 	fns    *FunctionStore
 	sched  *Scheduler
-	engine *proxy.Engine
-	hooks  *hooks
-	addrs  *addresses
-	ckpts  *checkpointIndex
+	engine *proxy.Engine // runs hooks
+	// validator compiles modules at deploy, with no memory limit of its
+	// own, so that a module is checked against its function's.
+	validator *proxy.Engine
+	hooks     *hooks
+	addrs     *addresses
+	ckpts     *checkpointIndex
 }
 
 // NewServer opens the function store and starts the scheduler.
@@ -83,8 +86,13 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	if s.engine, err = proxy.NewEngine(ctx, proxy.EngineOptions{CacheDir: cfg.CacheDir}); err != nil {
 		return nil, err
 	}
+	if s.validator, err = proxy.NewEngine(ctx, proxy.EngineOptions{CacheDir: cfg.CacheDir, MemoryLimitMB: proxy.MaxMemoryMB}); err != nil {
+		s.engine.Close(ctx)
+		return nil, err
+	}
 	if s.fns, err = OpenFunctionStore(ctx, deps.NATS, s.log.Named("functions")); err != nil {
 		s.engine.Close(ctx)
+		s.validator.Close(ctx)
 		return nil, err
 	}
 	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns, Functions: s.fns,
@@ -137,4 +145,5 @@ func (s *Server) Close(ctx context.Context) {
 	s.hooks.close(ctx)
 	s.fns.Close()
 	s.engine.Close(ctx)
+	s.validator.Close(ctx)
 }

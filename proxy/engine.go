@@ -22,7 +22,8 @@ type EngineOptions struct {
 	// container (or another container on the node) does not recompile a
 	// module it has seen. Empty means an in-memory cache.
 	CacheDir string
-	// MemoryLimitMB bounds each instance's linear memory. The default is 128.
+	// MemoryLimitMB bounds each instance's linear memory. The default is
+	// 128; the most is MaxMemoryMB.
 	MemoryLimitMB int
 }
 
@@ -35,13 +36,16 @@ type Engine struct {
 	cache wazero.CompilationCache
 }
 
+// MaxMemoryMB is the linear memory of wasm32: 65,536 pages of 64 KiB.
+const MaxMemoryMB = 4096
+
 // NewEngine starts a runtime with the host modules instantiated.
 func NewEngine(ctx context.Context, opts EngineOptions) (*Engine, error) {
 	if opts.MemoryLimitMB <= 0 {
 		opts.MemoryLimitMB = 128
 	}
-	if opts.MemoryLimitMB > 4096 {
-		return nil, fmt.Errorf("memory limit %d MiB exceeds the 4096 MiB of wasm32", opts.MemoryLimitMB)
+	if opts.MemoryLimitMB > MaxMemoryMB {
+		return nil, fmt.Errorf("memory limit %d MiB exceeds the %d MiB of wasm32", opts.MemoryLimitMB, MaxMemoryMB)
 	}
 	cache := wazero.NewCompilationCache()
 	if opts.CacheDir != "" {
@@ -81,6 +85,22 @@ type Module struct {
 	CompileTime time.Duration
 	init        bool // exports _initialize (a reactor module)
 }
+
+// MemoryMB is the linear memory the module starts with, in MiB rounded up:
+// an instance needs at least that much of its memory limit. A module
+// imports no memory (validate), so this is the memory it exports, as WASI
+// requires.
+func (m *Module) MemoryMB() int {
+	var pages uint32
+	for _, mem := range m.compiled.ExportedMemories() {
+		pages = max(pages, mem.Min())
+	}
+	return int((uint64(pages) + 15) / 16)
+}
+
+// Close releases the compiled module. Only a module no pool runs may be
+// closed: the engine shares the compiled code of equal modules.
+func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
 
 // Compile compiles wasm and checks it against the ABI. An invalid module is
 // an apierror of kind BadRequest whose message says why.

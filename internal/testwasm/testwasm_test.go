@@ -27,7 +27,7 @@ import (
 var (
 	examples   = []string{"counter", "hello", "kv", "ro", "rmw", "rmw_linear"}
 	testGuests = []string{
-		"badimport", "badptr", "badwasi", "badwasisig", "bigkey", "bigoutput", "garbage", "hook", "lockhold",
+		"badimport", "badptr", "badwasi", "badwasisig", "bigkey", "bigmem", "bigoutput", "garbage", "hook", "lockhold",
 		"lockpair", "loop", "membomb", "noexport", "pull", "spin", "stateloop", "trap", "wasiclock",
 	}
 )
