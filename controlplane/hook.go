@@ -19,7 +19,7 @@ type hooks struct {
 	s *Server
 
 	mu    sync.Mutex
-	pools map[string]*hookPool // by function name
+	pools map[string]*hookPool // by function name; nil once closed
 	// retiring counts the pools closing in the background (replaced by a
 	// new version, or of a deleted function); close waits for them.
 	retiring sync.WaitGroup
@@ -60,6 +60,9 @@ func (h *hooks) pool(ctx context.Context, name string) (*proxy.Pool, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.pools == nil {
+		return nil, apierror.New(apierror.Unavailable, "the control plane is shutting down")
+	}
 	if hp := h.pools[name]; hp != nil && hp.version == f.Version {
 		return hp.pool, nil
 	}

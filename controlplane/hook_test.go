@@ -10,6 +10,7 @@ import (
 	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
@@ -65,5 +66,20 @@ func TestDeletedHookClosesItsPool(t *testing.T) {
 	defer s.hooks.mu.Unlock()
 	if hp := s.hooks.pools["users"]; hp != nil {
 		t.Fatal("the deleted hook's pool is still kept")
+	}
+}
+
+// A hook request that arrives after the hooks closed (a request still
+// running when the control plane shuts down) is unavailable; it used to
+// panic on the closed pool map.
+func TestHookAfterCloseIsUnavailable(t *testing.T) {
+	s := newHookServer(t)
+	ctx := t.Context()
+	if _, err := s.Deploy(ctx, "users", testwasm.Bytes(t, "test/hook"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.hooks.close(ctx)
+	if _, err := s.hooks.label(ctx, "users", []byte("alice buys"), nil); apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("hook after close: %v; want unavailable", err)
 	}
 }
