@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
 
+	"github.com/xfaas/xfaas/internal/cgroup"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/testwasm"
 	"github.com/xfaas/xfaas/proxy"
@@ -106,35 +108,34 @@ func TestProxyHoldsNoReportPipe(t *testing.T) {
 }
 
 // A DestroyTask whose clean-up fails still forgets the task (Nomad ignores
-// the error and never retries): here a foreign process in the container's
-// memory group, which the kill does not reach (it reads the cpu hierarchy),
-// keeps the group from being removed. The same task can start again.
+// the error and never retries): here a process of the container that the
+// kill cannot end in time, because a v1 freezer group holds it frozen,
+// keeps the container group from being removed. The same task can start
+// again once the process is gone.
 func TestDestroyTaskForgetsTaskWhenCleanupFails(t *testing.T) {
 	t.Parallel()
 	if v2() {
-		t.Skip("needs cgroup v1: the foreign process hides in the memory hierarchy only")
+		t.Skip("needs cgroup v1: a frozen v2 process dies of SIGKILL")
 	}
 	e := newEnv(t)
 	_, h := e.driver()
 	task := e.task(h, &TaskConfig{}, false)
 	handle, _ := e.start(h, task)
 	st := state(t, handle)
-	foreign := exec.Command("sleep", "300")
-	if err := foreign.Start(); err != nil {
+	stuck, thaw := frozenProcess(t)
+	hier, err := cgroup.Open(cgroup.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	stopForeign := sync.OnceFunc(func() { _ = foreign.Process.Kill(); _ = foreign.Wait() })
-	t.Cleanup(stopForeign)
-	procs := filepath.Join(cgroupDir("memory", st.Cgroup), "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(foreign.Process.Pid)), 0o644); err != nil {
+	if err := hier.Group(st.Cgroup).AddProcess(stuck.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := h.DestroyTask(task.ID, true); err == nil {
-		t.Fatal("DestroyTask = nil; want the failed cgroup removal")
-	} else {
-		t.Logf("DestroyTask: %v", err)
+	err = h.DestroyTask(task.ID, true)
+	if err == nil || !strings.Contains(err.Error(), cgroup.ErrBusy.Error()) {
+		t.Fatalf("DestroyTask = %v; want the failed cgroup removal (%v)", err, cgroup.ErrBusy)
 	}
+	t.Logf("DestroyTask: %v", err)
 	if _, err := h.InspectTask(task.ID); err == nil || !strings.Contains(err.Error(), drivers.ErrTaskNotFound.Error()) {
 		t.Fatalf("InspectTask after DestroyTask = %v; want the task forgotten", err)
 	}
@@ -142,6 +143,43 @@ func TestDestroyTaskForgetsTaskWhenCleanupFails(t *testing.T) {
 		t.Error("the proxy survived DestroyTask")
 	}
 
-	stopForeign()
+	thaw()
 	e.start(h, task)
+}
+
+// frozenProcess starts a process in a new, frozen v1 freezer group, where
+// SIGKILL does not end it until thaw, which the test's clean-up also calls.
+// thaw lets the process run (and die, if it was killed), ends it, and
+// removes the freezer group.
+func frozenProcess(t *testing.T) (cmd *exec.Cmd, thaw func()) {
+	t.Helper()
+	dir := filepath.Join("/sys/fs/cgroup/freezer", fmt.Sprintf("xfaas-drivertest-frozen-%d-%d", os.Getpid(), parentSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("this test needs the v1 freezer controller: %v", err)
+	}
+	cmd = exec.Command("sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	thaw = sync.OnceFunc(func() {
+		if err := os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0o644); err != nil {
+			t.Errorf("thaw %s: %v", dir, err)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	t.Cleanup(thaw)
+	for _, w := range [][2]string{{"cgroup.procs", strconv.Itoa(cmd.Process.Pid)}, {"freezer.state", "FROZEN"}} {
+		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "the freezer group to freeze", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "freezer.state"))
+		return err == nil && strings.TrimSpace(string(b)) == "FROZEN"
+	})
+	return cmd, thaw
 }
