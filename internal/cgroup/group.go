@@ -225,12 +225,14 @@ func (g *Group) ReturnThread(tid int) error {
 	return nil
 }
 
-// Procs lists the processes in the group (not in groups below it). On v2
-// a container group with worker groups lists its whole threaded subtree's,
-// and a worker group refuses (EOPNOTSUPP).
+// Procs lists the processes in the group (not in groups below it): on v1
+// those in any of its controllers' groups, since a process may have joined
+// only some of them. On v2 a container group with worker groups lists its
+// whole threaded subtree's, and a worker group refuses (EOPNOTSUPP).
 func (g *Group) Procs() ([]int, error) { return g.ids("cgroup.procs") }
 
-// Threads lists the threads in the group (not in groups below it).
+// Threads lists the threads in the group (not in groups below it), on v1
+// in any of its controllers' groups.
 func (g *Group) Threads() ([]int, error) {
 	if g.h.mode == V2 {
 		return g.ids("cgroup.threads")
@@ -239,33 +241,62 @@ func (g *Group) Threads() ([]int, error) {
 }
 
 func (g *Group) ids(file string) ([]int, error) {
-	ids, err := readIDs(filepath.Join(g.dirs()[0], file))
+	ids, err := g.union(func(dir string) ([]int, error) { return readIDs(filepath.Join(dir, file)) })
 	if err != nil {
 		return nil, g.fail("list", err)
 	}
 	return ids, nil
 }
 
+// union calls read on each of g's directories (one per v1 hierarchy) and
+// returns the ids they hold, sorted and each once. A missing directory
+// holds none, so a group that a failed Remove left in some hierarchies
+// still lists (and Kill still reaches) what is there; only a group missing
+// from all of them is fs.ErrNotExist.
+func (g *Group) union(read func(dir string) ([]int, error)) ([]int, error) {
+	ids := []int{}
+	var missing error
+	found := false
+	for _, d := range g.dirs() {
+		some, err := read(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = err
+			continue
+		case err != nil:
+			return nil, err
+		}
+		ids, found = append(ids, some...), true
+	}
+	if !found {
+		return nil, missing
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
 // Kill sends SIGKILL to every process in the group and the groups below
 // it, except the calling process: a group lists a process when any of its
-// threads is in it, and a worker thread of the caller may be. On v2 with
-// cgroup.kill (Linux 5.14+) the kernel does it atomically, unless the
-// caller is in the tree; otherwise the tree is read and signalled until a
-// pass finds no process it has not signalled, which catches processes
-// forked meanwhile. A group that does not exist is no error. Kill does not
-// wait for the processes to exit; Remove does.
+// threads is in it, and a worker thread of the caller may be. On v1 that is
+// every process in any of the group's controllers' trees, since a process
+// may have joined only some of them. On v2 with cgroup.kill (Linux 5.14+)
+// the kernel does it atomically, unless the caller is in the tree;
+// otherwise the trees are read and signalled until a pass finds no process
+// it has not signalled, which catches processes forked meanwhile. A group
+// that does not exist is no error. Kill does not wait for the processes to
+// exit; Remove does.
 func (g *Group) Kill() error {
-	dir, self := g.dirs()[0], os.Getpid()
+	self := os.Getpid()
 	signalled := map[int]bool{self: true}
 	for pass := 0; pass < 16; pass++ {
-		pids, err := treeIDs(dir, "cgroup.procs")
+		pids, err := g.union(func(dir string) ([]int, error) { return treeIDs(dir, "cgroup.procs") })
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil // gone, or going: nothing left to signal
 		case err != nil:
 			return g.fail("kill", err)
 		case pass == 0 && g.h.mode == V2 && !slices.Contains(pids, self):
-			switch err := write(dir, "cgroup.kill", "1"); {
+			switch err := write(g.dirs()[0], "cgroup.kill", "1"); {
 			case err == nil:
 				return nil
 			case !errors.Is(err, fs.ErrNotExist): // no cgroup.kill: before 5.14

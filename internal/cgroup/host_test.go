@@ -424,3 +424,50 @@ func TestHostReturnExitedThread(t *testing.T) {
 		t.Errorf("ReturnThread() of an exited thread = %v; want nil", err)
 	}
 }
+
+// On v1 a process may join only some of a group's hierarchies, here each
+// one but the first, whose path the group is named by: Procs lists it and
+// Kill reaches it, also once a Remove that it kept busy has taken the
+// group from the other hierarchies.
+func TestHostKillReachesEveryHierarchy(t *testing.T) {
+	h, parent := hostGroup(t)
+	if h.Mode() != V1 {
+		t.Skip("cgroup v2 has one hierarchy: a process is in all of a group's controllers or in none")
+	}
+	c := parent.Child("c1")
+	if err := c.Create(nil); err != nil {
+		t.Fatal(err)
+	}
+	dirs := c.dirs()
+	for i, dir := range dirs[1:] {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		if err := write(dir, "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
+		partly := i == len(dirs)-2 // the last: first Remove the group where it can be
+		if partly {
+			if err := c.Remove(); !errors.Is(err, ErrBusy) {
+				t.Fatalf("Remove() with a process in %s = %v; want ErrBusy", dir, err)
+			}
+			if _, err := os.Stat(dirs[0]); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("Remove() left %s, which held no process: %v", dirs[0], err)
+			}
+		}
+		if pids, err := c.Procs(); err != nil || !slices.Equal(pids, []int{cmd.Process.Pid}) {
+			t.Errorf("Procs() with a process in %s only = %v, %v; want [%d]", dir, pids, err, cmd.Process.Pid)
+		}
+		if err := c.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("the process in %s only (partly removed group: %v) ended with %v; want killed", dir, partly, err)
+		}
+	}
+	if err := c.Remove(); err != nil {
+		t.Fatalf("Remove() after Kill() = %v", err)
+	}
+}
