@@ -127,12 +127,14 @@ XFAAS_IMPORT("read_state")
 int32_t xfaas_read_state(const void *key, int32_t key_len, void *buf, int32_t len, int32_t mode);
 
 /* Sets key to val; returns 0 or a negative error. Mode 1 commits and closes
- * the section opened by read_state(key, 1). */
+ * the section opened by read_state(key, 1); on a key without one it is a
+ * blind linearizable write. */
 XFAAS_IMPORT("write_state")
 int32_t xfaas_write_state(const void *key, int32_t key_len, const void *val, int32_t val_len, int32_t mode);
 
-/* Deletes key; returns 0 or a negative error. Mode 1 commits and closes the
- * section opened by read_state(key, 1). */
+/* Deletes key; returns 0 (also for an absent key) or a negative error.
+ * Mode 1 commits and closes the section opened by read_state(key, 1); on a
+ * key without one it is a blind linearizable delete. */
 XFAAS_IMPORT("delete_state")
 int32_t xfaas_delete_state(const void *key, int32_t key_len, int32_t mode);
 

@@ -45,13 +45,17 @@ func (s *State) GetLinear(key string) (val []byte, ok bool, err error) {
 // on it (mode 1). On ErrConflict the section is closed and nothing was
 // written; on ErrDeadlock or ErrLockTimeout every open section of the
 // request was aborted. Committing an aborted section later fails with the
-// same error, until GetLinear opens a new section on the key.
+// same error, until GetLinear opens a new section on the key. On a key the
+// request did not read with GetLinear, SetLinear is a blind linearizable
+// write: it takes the key's lock for the write alone (pessimistic) or
+// writes without validating anything (optimistic).
 func (s *State) SetLinear(key string, val []byte) error {
 	return s.set(key, val, modeLinearizable)
 }
 
 // DeleteLinear deletes key and closes the critical section GetLinear opened
-// on it (mode 1), with the errors of SetLinear.
+// on it (mode 1), or deletes it blindly as SetLinear writes, with the errors
+// of SetLinear.
 func (s *State) DeleteLinear(key string) error {
 	return s.delete(key, modeLinearizable)
 }

@@ -16,9 +16,11 @@
 // that use it must not run in parallel. Its linearizable mode is optimistic
 // only: a mode 1 read records the key's version and the commit fails with
 // xfaas.ErrConflict when the key changed since, which a test can provoke by
-// calling Set from inside an xfaas.State.Update function. Nothing waits for
-// a lock: deadlocks and lock timeouts happen only when injected with
-// FailNext. The platform itself is tested with the real modules.
+// calling Set from inside an xfaas.State.Update function; a commit of a key
+// the request did not read in mode 1 is a blind write, as on the platform.
+// Nothing waits for a lock: deadlocks and lock timeouts happen only when
+// injected with FailNext. The platform itself is tested with the real
+// modules.
 //
 // The package does not exist for GOOS=wasip1.
 package xfaastest
@@ -112,9 +114,13 @@ func Logs() []LogLine {
 
 // FailNext makes the next call of the host function named call (an import
 // name of the ABI: "read_input", "set_output", "read_state", "write_state",
-// "delete_state", "pull_state") fail with err. Like the platform, a failure with
-// ErrDeadlock or ErrLockTimeout aborts every open critical section, and a
-// failed mode 1 commit closes its section.
+// "delete_state", "pull_state") fail with err. A failed state call has the
+// consequences the platform's failure has:
+//   - ErrDeadlock or ErrLockTimeout aborts every open critical section, and
+//     a failed mode 1 read the section it was to open: committing one of
+//     those keys then fails with the same error, until the request reads
+//     the key in mode 1 again;
+//   - any other error of a mode 1 commit closes its section.
 func FailNext(call string, err xfaas.Errno) { fakehost.Default.FailNext(call, int32(err)) }
 
 // Reset empties the session state, the other functions' sessions, the

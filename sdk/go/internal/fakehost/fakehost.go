@@ -8,9 +8,11 @@
 // It is not the platform. It keeps one session and runs one request at a
 // time, and its linearizable mode (mode 1) is optimistic only: a read
 // records the key's version and the commit conflicts if the key changed
-// since; nothing waits for a lock, so deadlocks and lock timeouts happen only
-// when injected with FailNext. Other functions' sessions, which pull_state
-// reads, are plain maps that the test fills with SetRemote.
+// since; a commit without a section is a blind write, as on the platform.
+// Nothing waits for a lock, so deadlocks and lock timeouts happen only when
+// injected with FailNext, which then aborts sections as the platform's
+// would. Other functions' sessions, which pull_state reads, are plain maps
+// that the test fills with SetRemote.
 package fakehost
 
 import (
@@ -28,6 +30,12 @@ const (
 	statusValueTooLarge = -6
 	statusInvalid       = -7
 	statusUnavailable   = -8
+)
+
+// State modes of the xfaas ABI.
+const (
+	modeCausal       = 0
+	modeLinearizable = 1
 )
 
 // MaxValueSize is the platform's limit on the size of a value: 4 MiB.
@@ -59,12 +67,16 @@ type Host struct {
 	input   [3][]byte // request body, session id, function name
 	output  []byte
 	values  map[string]entry
-	version uint64            // the version of the last write
-	open    map[string]uint64 // critical sections: key -> version read (0: absent)
+	version uint64 // the version of the last write
 	logs    []LogLine
 	fail    map[string]int32 // host call name -> status of its next call
 	deps    map[string]bool  // depends_on
 	remote  map[remoteSession]map[string][]byte
+
+	// The running request's linearizable work, as the platform keeps it
+	// (proxy/state.Txn).
+	open    map[string]uint64 // critical sections: key -> version read (0: absent)
+	aborted map[string]int32  // keys whose sections a deadlock or lock timeout aborted
 }
 
 // remoteSession is a session of another function, for pull_state.
@@ -103,7 +115,7 @@ func (h *Host) Invoke(req Request) (out []byte, status int32, err error) {
 	handle := h.handle
 	h.input = [3][]byte{req.Body, []byte(req.Session), []byte(req.Function)}
 	h.output = nil
-	clear(h.open)
+	h.endLocked()
 	h.mu.Unlock()
 	if handle == nil {
 		return nil, 0, ErrNoHandle
@@ -113,8 +125,15 @@ func (h *Host) Invoke(req Request) (out []byte, status int32, err error) {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	clear(h.open)
+	h.endLocked()
 	return h.output, status, nil
+}
+
+// endLocked forgets the request's linearizable work: its open sections
+// apply nothing.
+func (h *Host) endLocked() {
+	clear(h.open)
+	clear(h.aborted)
 }
 
 // ReadInput implements the read_input host call.
@@ -141,21 +160,26 @@ func (h *Host) SetOutput(buf []byte) int32 {
 	return statusOK
 }
 
-// ReadState implements the read_state host call. A mode 1 read of a key
-// whose section is open reads it again and keeps the version first read.
+// ReadState implements the read_state host call. In mode 1 it opens a
+// section on key, or continues the open one (which keeps the version first
+// read), and ends key's abort.
 func (h *Host) ReadState(key string, buf []byte, mode int32) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if st, ok := h.injected("read_state"); ok {
+	if st, ok := h.injectedState("read_state", key, mode); ok {
 		return st
 	}
-	if mode != 0 && mode != 1 {
+	switch mode {
+	case modeCausal:
+	case modeLinearizable:
+		if _, open := h.open[key]; !open {
+			h.open[key] = h.values[key].version
+		}
+		delete(h.aborted, key)
+	default:
 		return statusInvalid
 	}
 	e, ok := h.values[key]
-	if _, open := h.open[key]; mode == 1 && !open {
-		h.open[key] = e.version
-	}
 	if !ok {
 		return statusAbsent
 	}
@@ -166,47 +190,57 @@ func (h *Host) ReadState(key string, buf []byte, mode int32) int32 {
 func (h *Host) WriteState(key string, val []byte, mode int32) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.commitLocked("write_state", key, mode, func() int32 {
-		if len(val) > MaxValueSize {
-			return statusValueTooLarge
-		}
-		h.version++
-		h.values[key] = entry{val: append([]byte(nil), val...), version: h.version}
-		return statusOK
-	})
+	if st, ok := h.injectedState("write_state", key, mode); ok {
+		return st
+	}
+	return h.commitLocked(key, mode, func() int32 { return h.putLocked(key, val) })
 }
 
-// DeleteState implements the delete_state host call.
+// DeleteState implements the delete_state host call. Deleting an absent
+// key succeeds.
 func (h *Host) DeleteState(key string, mode int32) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.commitLocked("delete_state", key, mode, func() int32 {
+	if st, ok := h.injectedState("delete_state", key, mode); ok {
+		return st
+	}
+	return h.commitLocked(key, mode, func() int32 {
 		delete(h.values, key)
 		return statusOK
 	})
 }
 
-// commitLocked runs apply for a write or delete in mode: directly in mode 0;
-// in mode 1 only within an open section of key, which it closes, and only if
-// the key did not change since the section's read.
-func (h *Host) commitLocked(call, key string, mode int32, apply func() int32) int32 {
-	if mode != 0 && mode != 1 {
+// commitLocked runs apply for a write (of val) or a delete of key in mode,
+// as the platform does (proxy/state.Txn.commit): in mode 0 directly; in
+// mode 1 it fails with the error that aborted key's section if one did;
+// else it closes key's open section, conflicting if the key changed since
+// its read, and without a section it is a blind write.
+func (h *Host) commitLocked(key string, mode int32, apply func() int32) int32 {
+	if mode != modeCausal && mode != modeLinearizable {
 		return statusInvalid
 	}
-	read, open := h.open[key]
-	if mode == 1 {
-		if !open {
-			return statusInvalid
+	if mode == modeLinearizable {
+		if st, ok := h.aborted[key]; ok {
+			return st
 		}
-		delete(h.open, key)
-	}
-	if st, ok := h.injected(call); ok {
-		return st
-	}
-	if mode == 1 && h.values[key].version != read {
-		return statusConflict
+		if read, open := h.open[key]; open {
+			delete(h.open, key)
+			if h.values[key].version != read {
+				return statusConflict
+			}
+		}
 	}
 	return apply()
+}
+
+// putLocked sets key to val.
+func (h *Host) putLocked(key string, val []byte) int32 {
+	if len(val) > MaxValueSize {
+		return statusValueTooLarge
+	}
+	h.version++
+	h.values[key] = entry{val: append([]byte(nil), val...), version: h.version}
+	return statusOK
 }
 
 // PullState implements the pull_state host call: like the platform, it
@@ -304,9 +338,13 @@ func (h *Host) Logs() []LogLine {
 }
 
 // FailNext makes the next call of the host function named call (an import
-// name of the ABI, such as "write_state") fail with status. Like the
-// platform, a failure with the deadlock or lock timeout status aborts every
-// open section, and a failed mode 1 commit closes its section.
+// name of the ABI, such as "write_state") fail with status. A failed state
+// call has the consequences the platform's failure has:
+//   - deadlock or lock timeout aborts every open section, and a failed mode
+//     1 read aborts the section it was to open: a later commit of one of
+//     those keys fails with the same status, until the request reads the
+//     key in mode 1 again;
+//   - any other status of a mode 1 commit closes its section.
 func (h *Host) FailNext(call string, status int32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -324,6 +362,7 @@ func (h *Host) Reset() {
 func (h *Host) resetLocked() {
 	h.values = make(map[string]entry)
 	h.open = make(map[string]uint64)
+	h.aborted = make(map[string]int32)
 	h.fail = make(map[string]int32)
 	h.deps = make(map[string]bool)
 	h.remote = make(map[remoteSession]map[string][]byte)
@@ -334,12 +373,34 @@ func (h *Host) resetLocked() {
 // injected returns the failure injected for call, if any, consuming it.
 func (h *Host) injected(call string) (int32, bool) {
 	st, ok := h.fail[call]
+	if ok {
+		delete(h.fail, call)
+	}
+	return st, ok
+}
+
+// injectedState returns the failure injected for a state call on key in
+// mode, if any, consuming it, and gives it the consequences that FailNext
+// describes.
+func (h *Host) injectedState(call, key string, mode int32) (int32, bool) {
+	st, ok := h.injected(call)
 	if !ok {
 		return 0, false
 	}
-	delete(h.fail, call)
-	if st == statusDeadlock || st == statusLockTimeout {
+	linear := mode == modeLinearizable
+	switch st {
+	case statusDeadlock, statusLockTimeout:
+		for k := range h.open {
+			h.aborted[k] = st
+		}
 		clear(h.open)
+		if linear && call == "read_state" {
+			h.aborted[key] = st // the read that was to open a section failed
+		}
+	default:
+		if linear && call != "read_state" {
+			delete(h.open, key) // a failed commit closes its section
+		}
 	}
 	return st, true
 }
