@@ -21,19 +21,23 @@ const (
 	// ErrLockTimeout: the lock wait exceeded its bound; every open critical
 	// section of the request was aborted and its locks released.
 	ErrLockTimeout Errno = -4
-	// ErrKeyTooLarge: the key exceeds the platform's key size limit.
+	// ErrKeyTooLarge: the key exceeds the platform's key size limit (1 KiB;
+	// for Pull, 64 KiB: a longer key is absent).
 	ErrKeyTooLarge Errno = -5
-	// ErrValueTooLarge: the value (or output) exceeds its size limit.
+	// ErrValueTooLarge: the value (or output) exceeds its size limit
+	// (4 MiB for a value).
 	ErrValueTooLarge Errno = -6
-	// ErrInvalid: a bad mode, pointer or length; for Pull, a function that
-	// depends_on does not list or a malformed session id.
+	// ErrInvalid: a bad mode, pointer or length, or an empty key (a mode 0
+	// read finds no such key); for Pull, a function that depends_on does
+	// not list or a malformed session id.
 	ErrInvalid Errno = -7
 	// ErrUnavailable: the session state cannot be reached (a secondary
 	// container lost its primary, or Pull found no reachable primary).
 	// A secondary that lost its connection to the primary with critical
 	// sections open fails every later mode 1 call of the request with it.
 	ErrUnavailable Errno = -8
-	// ErrStateFull: the session's total state size limit was reached.
+	// ErrStateFull: the session's total state size limit (1 GiB of keys and
+	// values) was reached.
 	ErrStateFull Errno = -9
 )
 

@@ -11,8 +11,9 @@ const opPullState = "pull_state"
 //
 // function must be listed in the calling function's depends_on config:
 // otherwise, or when session is not a session id, Pull fails with
-// ErrInvalid. It fails with ErrUnavailable when no primary of the session
-// is known or it cannot be reached. Errors are *StateError values.
+// ErrInvalid. A key past 64 KiB is ErrKeyTooLarge. It fails with
+// ErrUnavailable when no primary of the session is known or it cannot be
+// reached. Errors are *StateError values.
 //
 // A pull costs a network round trip (tens of microseconds), where a read of
 // the function's own state costs about 0.1 µs.

@@ -32,12 +32,14 @@ func TestPull(t *testing.T) {
 		{"orders", "default", "total", "", false, xfaas.ErrUnavailable},
 		{"billing", otherSession, "total", "", false, xfaas.ErrInvalid},
 		{"orders", "alice", "total", "", false, xfaas.ErrInvalid},
+		{"orders", otherSession, strings.Repeat("k", 2<<10), "", false, nil}, // no session holds such a key
+		{"orders", otherSession, strings.Repeat("k", 64<<10+1), "", false, xfaas.ErrKeyTooLarge},
 	}
 	for _, c := range cases {
 		state(t, func(*xfaas.State) error {
 			val, ok, err := xfaas.Pull(c.function, c.session, c.key)
 			if string(val) != c.val || ok != c.ok || !errors.Is(err, c.err) || (c.err == nil) != (err == nil) {
-				t.Errorf("Pull(%s, %s, %s) = %.20q, %v, %v; want %.20q, %v, %v", c.function, c.session, c.key, val, ok, err, c.val, c.ok, c.err)
+				t.Errorf("Pull(%s, %s, %.20s) = %.20q, %v, %v; want %.20q, %v, %v", c.function, c.session, c.key, val, ok, err, c.val, c.ok, c.err)
 			}
 			return nil
 		})

@@ -48,7 +48,9 @@ func (s *State) GetLinear(key string) (val []byte, ok bool, err error) {
 // same error, until GetLinear opens a new section on the key. On a key the
 // request did not read with GetLinear, SetLinear is a blind linearizable
 // write: it takes the key's lock for the write alone (pessimistic) or
-// writes without validating anything (optimistic).
+// writes without validating anything (optimistic). ErrValueTooLarge leaves
+// the section open: the platform refuses the value before the commit
+// reaches the section.
 func (s *State) SetLinear(key string, val []byte) error {
 	return s.set(key, val, modeLinearizable)
 }

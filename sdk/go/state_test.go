@@ -358,6 +358,104 @@ func TestAbortedSectionsRefuseTheirCommits(t *testing.T) {
 	}
 }
 
+// Keys and values are refused as the platform refuses them: an empty key
+// is invalid, one past 1 KiB too large, in every call but a mode 0 read,
+// which finds no such key; a value past 4 MiB is too large.
+func TestKeyAndValueLimits(t *testing.T) {
+	xfaastest.Reset()
+	long := strings.Repeat("k", 1<<10+1)
+	big := make([]byte, 4<<20+1)
+	state(t, func(st *xfaas.State) error {
+		for _, key := range []string{"", long} {
+			if val, ok, err := st.Get(key); val != nil || ok || err != nil {
+				t.Errorf("Get(%.8q...) = %q, %v, %v; want absent", key, val, ok, err)
+			}
+		}
+		for _, tc := range []struct {
+			name string
+			err  error
+			want xfaas.Errno
+		}{
+			{"GetLinear(empty)", second(st.GetLinear("")), xfaas.ErrInvalid},
+			{"GetLinear(long)", second(st.GetLinear(long)), xfaas.ErrKeyTooLarge},
+			{"Set(empty)", st.Set("", nil), xfaas.ErrInvalid},
+			{"Set(long)", st.Set(long, nil), xfaas.ErrKeyTooLarge},
+			{"Set(big value)", st.Set("k", big), xfaas.ErrValueTooLarge},
+			{"SetLinear(empty)", st.SetLinear("", nil), xfaas.ErrInvalid},
+			{"SetLinear(long)", st.SetLinear(long, nil), xfaas.ErrKeyTooLarge},
+			{"SetLinear(big value)", st.SetLinear("k", big), xfaas.ErrValueTooLarge},
+			{"Delete(empty)", st.Delete(""), xfaas.ErrInvalid},
+			{"Delete(long)", st.Delete(long), xfaas.ErrKeyTooLarge},
+			{"DeleteLinear(empty)", st.DeleteLinear(""), xfaas.ErrInvalid},
+			{"DeleteLinear(long)", st.DeleteLinear(long), xfaas.ErrKeyTooLarge},
+		} {
+			if !errors.Is(tc.err, tc.want) {
+				t.Errorf("%s = %v; want %v", tc.name, tc.err, tc.want)
+			}
+		}
+		if err := st.Set(long[:1<<10], big[:4<<20]); err != nil {
+			t.Errorf("Set of the largest key and value = %v", err)
+		}
+		return nil
+	})
+	if _, ok := xfaastest.Get("k"); ok {
+		t.Error("a refused value was written")
+	}
+}
+
+// second returns the error of a call that returns three values.
+func second(_ []byte, _ bool, err error) error { return err }
+
+// A refused key or value leaves the section open: the platform checks them
+// before it reaches the section, so a later commit still validates the
+// read.
+func TestRefusedCommitKeepsTheSection(t *testing.T) {
+	xfaastest.Reset()
+	state(t, func(st *xfaas.State) error {
+		if _, _, err := st.GetLinear("k"); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetLinear("k", make([]byte, 4<<20+1)); !errors.Is(err, xfaas.ErrValueTooLarge) {
+			t.Fatalf("SetLinear(big value) = %v", err)
+		}
+		if sectionClosed(t, st, "k") {
+			t.Error("a refused value closed the section")
+		}
+		return nil
+	})
+}
+
+// The test helpers refuse what the platform refuses, saying why.
+func TestSetPanicsOnWhatThePlatformRefuses(t *testing.T) {
+	xfaastest.Reset()
+	for _, tc := range []struct {
+		name, key string
+		val       []byte
+		want      string
+	}{
+		{"empty key", "", nil, "an empty key"},
+		{"long key", strings.Repeat("k", 1<<10+1), nil, "a key past 1 KiB"},
+		{"big value", "k", make([]byte, 4<<20+1), "a value past 4 MiB"},
+	} {
+		for name, set := range map[string]func(){
+			"Set":       func() { xfaastest.Set(tc.key, tc.val) },
+			"SetRemote": func() { xfaastest.SetRemote("orders", otherSession, tc.key, tc.val) },
+		} {
+			func() {
+				defer func() {
+					if msg, _ := recover().(string); !strings.Contains(msg, tc.want) {
+						t.Errorf("%s of %s: panic %q; want one saying %q", name, tc.name, msg, tc.want)
+					}
+				}()
+				set()
+			}()
+		}
+	}
+	if _, ok := xfaastest.Get("k"); ok {
+		t.Error("a refused value was set")
+	}
+}
+
 func TestStateErrors(t *testing.T) {
 	xfaastest.Reset()
 	for _, tc := range []struct {

@@ -12,7 +12,9 @@
 //		}
 //	}
 //
-// The fake host keeps one session and runs one request at a time, so tests
+// The fake host answers every state call with the status the platform
+// would, within the platform's limits (1 KiB keys, 4 MiB values, 1 GiB of
+// state). It keeps one session and runs one request at a time, so tests
 // that use it must not run in parallel. Its linearizable mode is optimistic
 // only: a mode 1 read records the key's version and the commit fails with
 // xfaas.ErrConflict when the key changed since, which a test can provoke by
@@ -84,6 +86,8 @@ func Invoke(body string) (string, error) {
 func Get(key string) (val []byte, ok bool) { return fakehost.Default.Get(key) }
 
 // Set sets key to val in the session state, as a concurrent request would.
+// It panics, saying why, if the platform would refuse the write: an empty
+// key, a key past 1 KiB, a value past 4 MiB, or a state past 1 GiB.
 func Set(key string, val []byte) { fakehost.Default.Set(key, val) }
 
 // DependsOn sets the functions that xfaas.Pull may read from, as the
@@ -92,7 +96,8 @@ func DependsOn(functions ...string) { fakehost.Default.DependsOn(functions...) }
 
 // SetRemote sets key to val in session (a session id) of another function,
 // for xfaas.Pull to read. A session that SetRemote never filled has no
-// primary: pulling from it fails with xfaas.ErrUnavailable.
+// primary: pulling from it fails with xfaas.ErrUnavailable. Like Set, it
+// panics if the platform would refuse the write.
 func SetRemote(function, session, key string, val []byte) {
 	fakehost.Default.SetRemote(function, session, key, val)
 }
@@ -120,6 +125,8 @@ func Logs() []LogLine {
 //     a failed mode 1 read the section it was to open: committing one of
 //     those keys then fails with the same error, until the request reads
 //     the key in mode 1 again;
+//   - ErrKeyTooLarge, ErrValueTooLarge and ErrInvalid leave the sections as
+//     they are;
 //   - any other error of a mode 1 commit closes its section.
 func FailNext(call string, err xfaas.Errno) { fakehost.Default.FailNext(call, int32(err)) }
 

@@ -5,18 +5,22 @@
 // under go test on the development machine. Package xfaas calls it instead of
 // the real host off wasm; package xfaastest drives it.
 //
-// It is not the platform. It keeps one session and runs one request at a
-// time, and its linearizable mode (mode 1) is optimistic only: a read
-// records the key's version and the commit conflicts if the key changed
-// since; a commit without a section is a blind write, as on the platform.
-// Nothing waits for a lock, so deadlocks and lock timeouts happen only when
-// injected with FailNext, which then aborts sections as the platform's
-// would. Other functions' sessions, which pull_state reads, are plain maps
-// that the test fills with SetRemote.
+// It is not the platform, but its state calls answer as the platform's do
+// (proxy/host.go and proxy/state in the xfaas repository): the same status
+// for the same call, with the platform's key, value and total size limits.
+// It keeps one session and runs one request at a time, and its
+// linearizable mode (mode 1) is optimistic only: a read records the key's
+// version and the commit conflicts if the key changed since; a commit
+// without a section is a blind write. Nothing waits for a lock, so
+// deadlocks and lock timeouts happen only when injected with FailNext,
+// which then has the consequences the platform's would. Other functions'
+// sessions, which pull_state reads, are plain maps that the test fills
+// with SetRemote.
 package fakehost
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 )
 
@@ -27,9 +31,11 @@ const (
 	statusConflict      = -2
 	statusDeadlock      = -3
 	statusLockTimeout   = -4
+	statusKeyTooLarge   = -5
 	statusValueTooLarge = -6
 	statusInvalid       = -7
 	statusUnavailable   = -8
+	statusStateFull     = -9
 )
 
 // State modes of the xfaas ABI.
@@ -38,8 +44,21 @@ const (
 	modeLinearizable = 1
 )
 
-// MaxValueSize is the platform's limit on the size of a value: 4 MiB.
-const MaxValueSize = 4 << 20
+// The platform's limits (the defaults of proxy/state.Options, which the
+// platform uses).
+const (
+	// MaxKeySize bounds a key: 1 KiB.
+	MaxKeySize = 1 << 10
+	// MaxValueSize bounds a value: 4 MiB.
+	MaxValueSize = 4 << 20
+	// MaxStateSize bounds the total size of a session's keys and values:
+	// 1 GiB.
+	MaxStateSize = 1 << 30
+	// maxPullKey is the longest key pull_state sends to a primary; a longer
+	// one is too large (proxy's maxPullKey). A key between MaxKeySize and
+	// this is absent, as no session holds one.
+	maxPullKey = 64 << 10
+)
 
 // Request is one invocation.
 type Request struct {
@@ -62,16 +81,18 @@ var ErrNoHandle = errors.New("fakehost: no handle function registered")
 type Host struct {
 	run sync.Mutex // held for a whole invocation: one request at a time
 
-	mu      sync.Mutex // guards the fields below
-	handle  func() int32
-	input   [3][]byte // request body, session id, function name
-	output  []byte
-	values  map[string]entry
-	version uint64 // the version of the last write
-	logs    []LogLine
-	fail    map[string]int32 // host call name -> status of its next call
-	deps    map[string]bool  // depends_on
-	remote  map[remoteSession]map[string][]byte
+	mu       sync.Mutex // guards the fields below
+	handle   func() int32
+	input    [3][]byte // request body, session id, function name
+	output   []byte
+	values   map[string]entry
+	version  uint64 // the version of the last write
+	bytes    int64  // the total size of the keys and values
+	maxBytes int64  // MaxStateSize; smaller in this package's tests
+	logs     []LogLine
+	fail     map[string]int32 // host call name -> status of its next call
+	deps     map[string]bool  // depends_on
+	remote   map[remoteSession]map[string][]byte
 
 	// The running request's linearizable work, as the platform keeps it
 	// (proxy/state.Txn).
@@ -160,9 +181,10 @@ func (h *Host) SetOutput(buf []byte) int32 {
 	return statusOK
 }
 
-// ReadState implements the read_state host call. In mode 1 it opens a
-// section on key, or continues the open one (which keeps the version first
-// read), and ends key's abort.
+// ReadState implements the read_state host call. In mode 0 it only reads:
+// a key the platform would refuse is absent, as no session holds one. In
+// mode 1 it opens a section on key, or continues the open one (which keeps
+// the version first read), and ends key's abort.
 func (h *Host) ReadState(key string, buf []byte, mode int32) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -172,6 +194,9 @@ func (h *Host) ReadState(key string, buf []byte, mode int32) int32 {
 	switch mode {
 	case modeCausal:
 	case modeLinearizable:
+		if st := checkKey(key); st != statusOK {
+			return st
+		}
 		if _, open := h.open[key]; !open {
 			h.open[key] = h.values[key].version
 		}
@@ -193,7 +218,7 @@ func (h *Host) WriteState(key string, val []byte, mode int32) int32 {
 	if st, ok := h.injectedState("write_state", key, mode); ok {
 		return st
 	}
-	return h.commitLocked(key, mode, func() int32 { return h.putLocked(key, val) })
+	return h.commitLocked(key, val, mode, func() int32 { return h.putLocked(key, val) })
 }
 
 // DeleteState implements the delete_state host call. Deleting an absent
@@ -204,20 +229,21 @@ func (h *Host) DeleteState(key string, mode int32) int32 {
 	if st, ok := h.injectedState("delete_state", key, mode); ok {
 		return st
 	}
-	return h.commitLocked(key, mode, func() int32 {
-		delete(h.values, key)
-		return statusOK
-	})
+	return h.commitLocked(key, nil, mode, func() int32 { h.deleteLocked(key); return statusOK })
 }
 
 // commitLocked runs apply for a write (of val) or a delete of key in mode,
-// as the platform does (proxy/state.Txn.commit): in mode 0 directly; in
+// after the platform's checks in their order (proxy/state.Txn.commit). In
 // mode 1 it fails with the error that aborted key's section if one did;
 // else it closes key's open section, conflicting if the key changed since
-// its read, and without a section it is a blind write.
-func (h *Host) commitLocked(key string, mode int32, apply func() int32) int32 {
+// its read, and without a section it is a blind write. A refused key or
+// value leaves the section open.
+func (h *Host) commitLocked(key string, val []byte, mode int32, apply func() int32) int32 {
 	if mode != modeCausal && mode != modeLinearizable {
 		return statusInvalid
+	}
+	if st := checkWrite(key, val); st != statusOK {
+		return st
 	}
 	if mode == modeLinearizable {
 		if st, ok := h.aborted[key]; ok {
@@ -233,28 +259,70 @@ func (h *Host) commitLocked(key string, mode int32, apply func() int32) int32 {
 	return apply()
 }
 
-// putLocked sets key to val.
+// putLocked sets key to val within the total size limit, as the
+// platform's store counts it: the keys and values present.
 func (h *Host) putLocked(key string, val []byte) int32 {
-	if len(val) > MaxValueSize {
-		return statusValueTooLarge
+	delta := int64(len(val))
+	if old, ok := h.values[key]; ok {
+		delta -= int64(len(old.val))
+	} else {
+		delta += int64(len(key))
 	}
+	if delta > 0 && h.bytes+delta > h.maxBytes {
+		return statusStateFull
+	}
+	h.bytes += delta
 	h.version++
 	h.values[key] = entry{val: append([]byte(nil), val...), version: h.version}
 	return statusOK
 }
 
+func (h *Host) deleteLocked(key string) {
+	if old, ok := h.values[key]; ok {
+		h.bytes -= int64(len(key) + len(old.val))
+		delete(h.values, key)
+	}
+}
+
+// checkKey returns the status of a key that a write, a delete or a mode 1
+// read refuses, or statusOK.
+func checkKey(key string) int32 {
+	switch {
+	case key == "":
+		return statusInvalid
+	case len(key) > MaxKeySize:
+		return statusKeyTooLarge
+	}
+	return statusOK
+}
+
+// checkWrite returns the status of a key or value (nil for a delete) that
+// a write or delete refuses, or statusOK.
+func checkWrite(key string, val []byte) int32 {
+	if st := checkKey(key); st != statusOK {
+		return st
+	}
+	if len(val) > MaxValueSize {
+		return statusValueTooLarge
+	}
+	return statusOK
+}
+
 // PullState implements the pull_state host call: like the platform, it
 // refuses a function not declared with DependsOn and a malformed session id
-// (invalid), and a session that SetRemote never filled has no primary
-// (unavailable).
+// (invalid), then a key past 64 KiB (too large); a session that SetRemote
+// never filled has no primary (unavailable).
 func (h *Host) PullState(function, session, key string, buf []byte) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if st, ok := h.injected("pull_state"); ok {
 		return st
 	}
-	if !h.deps[function] || !validSessionID(session) {
+	switch {
+	case !h.deps[function] || !validSessionID(session):
 		return statusInvalid
+	case len(key) > maxPullKey:
+		return statusKeyTooLarge
 	}
 	values, ok := h.remote[remoteSession{function, session}]
 	if !ok {
@@ -279,8 +347,10 @@ func (h *Host) DependsOn(functions ...string) {
 }
 
 // SetRemote sets key to val in session of another function, which then has
-// a primary for pull_state.
+// a primary for pull_state. Like Set, it panics if the platform would
+// refuse the write.
 func (h *Host) SetRemote(function, session, key string, val []byte) {
+	mustWrite("SetRemote", key, checkWrite(key, val))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := remoteSession{function, session}
@@ -322,12 +392,28 @@ func (h *Host) Get(key string) ([]byte, bool) {
 }
 
 // Set sets key to val, as a concurrent request would: a section open on key
-// will conflict.
+// will conflict. It panics if the platform would refuse the write, since
+// no session could hold the result: an empty key, a key past MaxKeySize, a
+// value past MaxValueSize, or a state past MaxStateSize.
 func (h *Host) Set(key string, val []byte) {
+	mustWrite("Set", key, checkWrite(key, val))
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.version++
-	h.values[key] = entry{val: append([]byte(nil), val...), version: h.version}
+	mustWrite("Set", key, h.putLocked(key, val))
+}
+
+// mustWrite panics, saying why, if st is a refused write of key by the
+// test helper named op.
+func mustWrite(op, key string, st int32) {
+	why := map[int32]string{
+		statusInvalid:       "an empty key",
+		statusKeyTooLarge:   "a key past 1 KiB",
+		statusValueTooLarge: "a value past 4 MiB",
+		statusStateFull:     "a session state past 1 GiB",
+	}[st]
+	if st != statusOK {
+		panic("fakehost: " + op + "(" + strconv.Quote(key) + "): the platform refuses " + why)
+	}
 }
 
 // Logs returns the lines logged since the last Reset.
@@ -344,6 +430,8 @@ func (h *Host) Logs() []LogLine {
 //     1 read aborts the section it was to open: a later commit of one of
 //     those keys fails with the same status, until the request reads the
 //     key in mode 1 again;
+//   - key too large, value too large and invalid leave the sections as
+//     they are, since the platform refuses the arguments first;
 //   - any other status of a mode 1 commit closes its section.
 func (h *Host) FailNext(call string, status int32) {
 	h.mu.Lock()
@@ -361,6 +449,7 @@ func (h *Host) Reset() {
 
 func (h *Host) resetLocked() {
 	h.values = make(map[string]entry)
+	h.bytes, h.maxBytes = 0, MaxStateSize
 	h.open = make(map[string]uint64)
 	h.aborted = make(map[string]int32)
 	h.fail = make(map[string]int32)
@@ -397,6 +486,8 @@ func (h *Host) injectedState(call, key string, mode int32) (int32, bool) {
 		if linear && call == "read_state" {
 			h.aborted[key] = st // the read that was to open a section failed
 		}
+	case statusKeyTooLarge, statusValueTooLarge, statusInvalid:
+		// The platform refuses these arguments before it reaches a section.
 	default:
 		if linear && call != "read_state" {
 			delete(h.open, key) // a failed commit closes its section
