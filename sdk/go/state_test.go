@@ -358,6 +358,71 @@ func TestAbortedSectionsRefuseTheirCommits(t *testing.T) {
 	}
 }
 
+// On a secondary whose connection to the primary broke after the request
+// made a mode 1 call, the sections are gone: every later mode 1 call of the
+// request fails as unavailable, while mode 0 calls go on. The next request
+// starts afresh.
+func TestLostConnectionFailsLaterLinearCalls(t *testing.T) {
+	xfaastest.Reset()
+	state(t, func(st *xfaas.State) error {
+		if _, _, err := st.GetLinear("a"); err != nil {
+			t.Fatal(err)
+		}
+		xfaastest.FailNext("read_state", xfaas.ErrUnavailable)
+		if _, _, err := st.Get("b"); !errors.Is(err, xfaas.ErrUnavailable) {
+			t.Fatalf("Get with ErrUnavailable injected = %v", err)
+		}
+		if err := st.Set("b", []byte("mode 0")); err != nil {
+			t.Errorf("Set after the loss = %v; want nil", err)
+		}
+		linear := map[string]func() error{
+			"GetLinear(c)":    func() error { _, _, err := st.GetLinear("c"); return err },
+			"SetLinear(a)":    func() error { return st.SetLinear("a", []byte("lost")) },
+			"DeleteLinear(a)": func() error { return st.DeleteLinear("a") },
+			"SetLinear(e)":    func() error { return st.SetLinear("e", []byte("blind")) },
+			"Update(d)": func() error {
+				return st.Update("d", func([]byte, bool) ([]byte, error) {
+					t.Error("Update ran its function after the loss")
+					return nil, nil
+				})
+			},
+		}
+		for name, call := range linear {
+			if err := call(); !errors.Is(err, xfaas.ErrUnavailable) {
+				t.Errorf("%s after the loss = %v; want ErrUnavailable", name, err)
+			}
+		}
+		return nil
+	})
+	if val, _ := xfaastest.Get("b"); string(val) != "mode 0" {
+		t.Errorf("b = %q; want the mode 0 write", val)
+	}
+	for _, key := range []string{"a", "e"} {
+		if _, ok := xfaastest.Get(key); ok {
+			t.Errorf("%s was written after the loss", key)
+		}
+	}
+	state(t, func(st *xfaas.State) error {
+		return st.Update("a", func([]byte, bool) ([]byte, error) { return []byte("next"), nil })
+	})
+}
+
+// A failure to reach the primary in a request that made no mode 1 call
+// loses no section: the request's later mode 1 calls reconnect.
+func TestUnavailableBeforeLinearCallsIsOneCall(t *testing.T) {
+	xfaastest.Reset()
+	state(t, func(st *xfaas.State) error {
+		xfaastest.FailNext("write_state", xfaas.ErrUnavailable)
+		if err := st.Set("a", []byte("x")); !errors.Is(err, xfaas.ErrUnavailable) {
+			t.Fatalf("Set with ErrUnavailable injected = %v", err)
+		}
+		return st.Update("a", func([]byte, bool) ([]byte, error) { return []byte("y"), nil })
+	})
+	if val, _ := xfaastest.Get("a"); string(val) != "y" {
+		t.Errorf("a = %q; want y", val)
+	}
+}
+
 // Keys and values are refused as the platform refuses them: an empty key
 // is invalid, one past 1 KiB too large, in every call but a mode 0 read,
 // which finds no such key; a value past 4 MiB is too large.

@@ -20,9 +20,9 @@
 // xfaas.ErrConflict when the key changed since, which a test can provoke by
 // calling Set from inside an xfaas.State.Update function; a commit of a key
 // the request did not read in mode 1 is a blind write, as on the platform.
-// Nothing waits for a lock: deadlocks and lock timeouts happen only when
-// injected with FailNext. The platform itself is tested with the real
-// modules.
+// Nothing waits for a lock and there is no connection to lose: deadlocks,
+// lock timeouts and lost connections happen only when injected with
+// FailNext. The platform itself is tested with the real modules.
 //
 // The package does not exist for GOOS=wasip1.
 package xfaastest
@@ -125,6 +125,10 @@ func Logs() []LogLine {
 //     a failed mode 1 read the section it was to open: committing one of
 //     those keys then fails with the same error, until the request reads
 //     the key in mode 1 again;
+//   - ErrUnavailable in a request that made a mode 1 call (this one
+//     included) is a secondary losing its connection to the primary: the
+//     request's sections are gone and every later mode 1 call of the
+//     request fails with ErrUnavailable, while mode 0 calls go on;
 //   - ErrKeyTooLarge, ErrValueTooLarge and ErrInvalid leave the sections as
 //     they are;
 //   - any other error of a mode 1 commit closes its section.

@@ -12,10 +12,10 @@
 // linearizable mode (mode 1) is optimistic only: a read records the key's
 // version and the commit conflicts if the key changed since; a commit
 // without a section is a blind write. Nothing waits for a lock, so
-// deadlocks and lock timeouts happen only when injected with FailNext,
-// which then has the consequences the platform's would. Other functions'
-// sessions, which pull_state reads, are plain maps that the test fills
-// with SetRemote.
+// deadlocks, lock timeouts and lost connections to a primary happen only
+// when injected with FailNext, which then has the consequences the
+// platform's would. Other functions' sessions, which pull_state reads, are
+// plain maps that the test fills with SetRemote.
 package fakehost
 
 import (
@@ -95,9 +95,11 @@ type Host struct {
 	remote   map[remoteSession]map[string][]byte
 
 	// The running request's linearizable work, as the platform keeps it
-	// (proxy/state.Txn).
+	// (proxy/state.Txn, and proxy's remoteState on a secondary).
 	open    map[string]uint64 // critical sections: key -> version read (0: absent)
 	aborted map[string]int32  // keys whose sections a deadlock or lock timeout aborted
+	linear  bool              // the request made a mode 1 call
+	lost    bool              // its connection to the primary broke after that
 }
 
 // remoteSession is a session of another function, for pull_state.
@@ -155,6 +157,7 @@ func (h *Host) Invoke(req Request) (out []byte, status int32, err error) {
 func (h *Host) endLocked() {
 	clear(h.open)
 	clear(h.aborted)
+	h.linear, h.lost = false, false
 }
 
 // ReadInput implements the read_input host call.
@@ -194,6 +197,9 @@ func (h *Host) ReadState(key string, buf []byte, mode int32) int32 {
 	switch mode {
 	case modeCausal:
 	case modeLinearizable:
+		if st := h.linearLocked(); st != statusOK {
+			return st
+		}
 		if st := checkKey(key); st != statusOK {
 			return st
 		}
@@ -239,7 +245,13 @@ func (h *Host) DeleteState(key string, mode int32) int32 {
 // its read, and without a section it is a blind write. A refused key or
 // value leaves the section open.
 func (h *Host) commitLocked(key string, val []byte, mode int32, apply func() int32) int32 {
-	if mode != modeCausal && mode != modeLinearizable {
+	switch mode {
+	case modeCausal:
+	case modeLinearizable:
+		if st := h.linearLocked(); st != statusOK {
+			return st
+		}
+	default:
 		return statusInvalid
 	}
 	if st := checkWrite(key, val); st != statusOK {
@@ -257,6 +269,16 @@ func (h *Host) commitLocked(key string, val []byte, mode int32, apply func() int
 		}
 	}
 	return apply()
+}
+
+// linearLocked records that the request makes a mode 1 call, and refuses
+// it once the request lost its connection to the primary.
+func (h *Host) linearLocked() int32 {
+	h.linear = true
+	if h.lost {
+		return statusUnavailable
+	}
+	return statusOK
 }
 
 // putLocked sets key to val within the total size limit, as the
@@ -430,6 +452,10 @@ func (h *Host) Logs() []LogLine {
 //     1 read aborts the section it was to open: a later commit of one of
 //     those keys fails with the same status, until the request reads the
 //     key in mode 1 again;
+//   - unavailable, in a request that made a mode 1 call (this one
+//     included), is a secondary's connection to the primary breaking: the
+//     request's sections are lost and every later mode 1 call of the
+//     request fails as unavailable; mode 0 calls go on;
 //   - key too large, value too large and invalid leave the sections as
 //     they are, since the platform refuses the arguments first;
 //   - any other status of a mode 1 commit closes its section.
@@ -452,6 +478,7 @@ func (h *Host) resetLocked() {
 	h.bytes, h.maxBytes = 0, MaxStateSize
 	h.open = make(map[string]uint64)
 	h.aborted = make(map[string]int32)
+	h.linear, h.lost = false, false
 	h.fail = make(map[string]int32)
 	h.deps = make(map[string]bool)
 	h.remote = make(map[remoteSession]map[string][]byte)
@@ -477,6 +504,9 @@ func (h *Host) injectedState(call, key string, mode int32) (int32, bool) {
 		return 0, false
 	}
 	linear := mode == modeLinearizable
+	if linear {
+		h.linear = true
+	}
 	switch st {
 	case statusDeadlock, statusLockTimeout:
 		for k := range h.open {
@@ -485,6 +515,11 @@ func (h *Host) injectedState(call, key string, mode int32) (int32, bool) {
 		clear(h.open)
 		if linear && call == "read_state" {
 			h.aborted[key] = st // the read that was to open a section failed
+		}
+	case statusUnavailable:
+		if h.linear {
+			h.lost = true
+			clear(h.open)
 		}
 	case statusKeyTooLarge, statusValueTooLarge, statusInvalid:
 		// The platform refuses these arguments before it reaches a section.
