@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// HandlerFunc computes the output of one request. A non-nil error fails the
-// request: the platform reports a function error whose message is the
-// error's text.
+// HandlerFunc computes the output of one request, at most 6 MiB (a larger
+// one fails the request). A non-nil error fails the request: the platform
+// reports a function error whose message is the error's text.
 type HandlerFunc func(req *Request) ([]byte, error)
 
 // handler is the function registered with Handle.

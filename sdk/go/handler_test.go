@@ -4,6 +4,7 @@ package xfaas_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	xfaas "github.com/xfaas/xfaas/sdk/go"
@@ -109,4 +110,37 @@ func TestOpenSectionIsDroppedAtTheEndOfTheRequest(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The output is bounded as on the platform: 6 MiB is the most a request
+// answers, and past it set_output refuses and the request fails saying so.
+func TestOutputLimit(t *testing.T) {
+	xfaastest.Reset()
+	for _, size := range []int{6 << 20, 6<<20 + 1} {
+		xfaas.Handle(func(*xfaas.Request) ([]byte, error) { return make([]byte, size), nil })
+		out, err := xfaastest.Invoke("")
+		switch {
+		case size <= 6<<20 && (err != nil || len(out) != size):
+			t.Errorf("an output of %d bytes: %d bytes, %v", size, len(out), err)
+		case size > 6<<20 && (err == nil || err.Error() != "xfaas: set_output: value too large"):
+			t.Errorf("an output of %d bytes: %d bytes, %v; want a function error about set_output", size, len(out), err)
+		}
+	}
+}
+
+// A log line keeps its first 4 KiB, as on the platform.
+func TestLogLinesAreCutAt4KiB(t *testing.T) {
+	xfaastest.Reset()
+	line := strings.Repeat("x", 4<<10) + "cut"
+	xfaas.Handle(func(*xfaas.Request) ([]byte, error) { xfaas.Info(line); return nil, nil })
+	if _, err := xfaastest.Invoke(""); err != nil {
+		t.Fatal(err)
+	}
+	logs := xfaastest.Logs()
+	if len(logs) != 1 {
+		t.Fatalf("logged %d lines; want 1", len(logs))
+	}
+	if logs[0].Msg != line[:4<<10] {
+		t.Errorf("logged %d bytes; want the first 4096", len(logs[0].Msg))
+	}
 }

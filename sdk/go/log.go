@@ -29,7 +29,7 @@ func (l Level) String() string {
 }
 
 // Log writes msg to the function's log at level; the platform attributes the
-// line to the request's session. What the function writes to os.Stdout and
+// line to the request's session and keeps its first 4 KiB. What the function writes to os.Stdout and
 // os.Stderr is captured as log lines too.
 func Log(level Level, msg string) { hostLog(int32(level), msg) }
 

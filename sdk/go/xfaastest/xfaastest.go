@@ -108,7 +108,8 @@ type LogLine struct {
 	Msg   string
 }
 
-// Logs returns the lines logged since the last Reset.
+// Logs returns the lines logged since the last Reset, each cut to its first
+// 4 KiB as the platform cuts it.
 func Logs() []LogLine {
 	var lines []LogLine
 	for _, l := range fakehost.Default.Logs() {

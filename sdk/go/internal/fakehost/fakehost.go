@@ -58,6 +58,10 @@ const (
 	// one is too large (proxy's maxPullKey). A key between MaxKeySize and
 	// this is absent, as no session holds one.
 	maxPullKey = 64 << 10
+	// MaxOutputSize bounds the response body: 6 MiB.
+	MaxOutputSize = 6 << 20
+	// MaxLogLine bounds a log line: the platform drops the bytes past 4 KiB.
+	MaxLogLine = 4 << 10
 )
 
 // Request is one invocation.
@@ -173,12 +177,16 @@ func (h *Host) ReadInput(arg int32, buf []byte) int32 {
 	return copyOut(buf, h.input[arg])
 }
 
-// SetOutput implements the set_output host call.
+// SetOutput implements the set_output host call. An output past
+// MaxOutputSize is refused and leaves the earlier one.
 func (h *Host) SetOutput(buf []byte) int32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if st, ok := h.injected("set_output"); ok {
 		return st
+	}
+	if len(buf) > MaxOutputSize {
+		return statusValueTooLarge
 	}
 	h.output = append([]byte(nil), buf...)
 	return statusOK
@@ -398,11 +406,12 @@ func validSessionID(s string) bool {
 	return true
 }
 
-// Log implements the log host call.
+// Log implements the log host call: it keeps the first MaxLogLine bytes of
+// msg.
 func (h *Host) Log(level int32, msg string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.logs = append(h.logs, LogLine{Level: level, Msg: msg})
+	h.logs = append(h.logs, LogLine{Level: level, Msg: msg[:min(len(msg), MaxLogLine)]})
 }
 
 // Get returns the value of key.
