@@ -28,7 +28,7 @@
 package xfaastest
 
 import (
-	"github.com/xfaas/xfaas/sdk/go"
+	xfaas "github.com/xfaas/xfaas/sdk/go"
 	"github.com/xfaas/xfaas/sdk/go/internal/fakehost"
 )
 
