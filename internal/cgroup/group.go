@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -241,23 +242,23 @@ func (g *Group) Threads() ([]int, error) {
 }
 
 func (g *Group) ids(file string) ([]int, error) {
-	ids, err := g.union(func(dir string) ([]int, error) { return readIDs(filepath.Join(dir, file)) })
+	ids, err := union(g.dirs(), func(dir string) ([]int, error) { return readIDs(filepath.Join(dir, file)) })
 	if err != nil {
 		return nil, g.fail("list", err)
 	}
 	return ids, nil
 }
 
-// union calls read on each of g's directories (one per v1 hierarchy) and
-// returns the ids they hold, sorted and each once. A missing directory
-// holds none, so a group that a failed Remove left in some hierarchies
-// still lists (and Kill still reaches) what is there; only a group missing
-// from all of them is fs.ErrNotExist.
-func (g *Group) union(read func(dir string) ([]int, error)) ([]int, error) {
-	ids := []int{}
+// union calls read on each of a group's directories (one per v1
+// hierarchy) and returns what they hold, sorted and each once. A missing
+// directory holds nothing, so a group that a failed Remove left in some
+// hierarchies still lists (and Kill still reaches) what is there; only a
+// group missing from all of them is fs.ErrNotExist.
+func union[T cmp.Ordered](dirs []string, read func(dir string) ([]T, error)) ([]T, error) {
+	all := []T{}
 	var missing error
 	found := false
-	for _, d := range g.dirs() {
+	for _, d := range dirs {
 		some, err := read(d)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -266,13 +267,13 @@ func (g *Group) union(read func(dir string) ([]int, error)) ([]int, error) {
 		case err != nil:
 			return nil, err
 		}
-		ids, found = append(ids, some...), true
+		all, found = append(all, some...), true
 	}
 	if !found {
 		return nil, missing
 	}
-	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	slices.Sort(all)
+	return slices.Compact(all), nil
 }
 
 // Kill sends SIGKILL to every process in the group and the groups below
@@ -289,7 +290,7 @@ func (g *Group) Kill() error {
 	self := os.Getpid()
 	signalled := map[int]bool{self: true}
 	for pass := 0; pass < 16; pass++ {
-		pids, err := g.union(func(dir string) ([]int, error) { return treeIDs(dir, "cgroup.procs") })
+		pids, err := union(g.dirs(), func(dir string) ([]int, error) { return treeIDs(dir, "cgroup.procs") })
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil // gone, or going: nothing left to signal

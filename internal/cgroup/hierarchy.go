@@ -199,18 +199,23 @@ func (h *Hierarchy) Group(p string) *Group {
 }
 
 // Children lists the names of the groups directly below the group at path
-// p (read in the cpu hierarchy on v1), e.g. to find groups left by a
-// process that died without removing them.
+// p, e.g. to find groups left by a process that died without removing
+// them. On v1 it reads every container controller's hierarchy, so a group
+// that a failed Remove took from some of them is still found.
 func (h *Hierarchy) Children(p string) ([]string, error) {
-	entries, err := os.ReadDir(h.dir(h.key("cpu"), clean(p)))
-	if err != nil {
-		return nil, h.Group(p).fail("list children", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			names = append(names, e.Name())
+	g := h.Group(p)
+	names, err := union(g.dirs(), func(dir string) ([]string, error) {
+		entries, err := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
 		}
+		return names, err
+	})
+	if err != nil {
+		return nil, g.fail("list children", err)
 	}
 	return names, nil
 }
