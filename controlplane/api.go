@@ -270,8 +270,33 @@ func (s *Server) checkHook(name string, cfg fnconfig.Config) error {
 	return nil
 }
 
+// checkNoHookUser refuses to delete a function that another names as its
+// hook: every invoke of that one would fail. (A deploy naming it on
+// another replica at the same moment is not seen; its invokes then fail
+// with "hook function is not deployed" until it is deployed again.)
+func (s *Server) checkNoHookUser(name string) error {
+	var users []string
+	for _, f := range s.fns.List() {
+		if f.Config.Hook == name {
+			users = append(users, f.Name)
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	them := "it"
+	if len(users) > 1 {
+		them = "them"
+	}
+	return apierror.New(apierror.Conflict, "function %s is the hook of %s; deploy %s without it first", name, strings.Join(users, ", "), them)
+}
+
 func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if err := s.checkNoHookUser(name); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.fns.Delete(r.Context(), name); err != nil {
 		writeError(w, err)
 		return

@@ -334,6 +334,25 @@ func TestLostPrimaryIsReplaced(t *testing.T) {
 	}
 }
 
+// A hook that a function names cannot be deleted: every invoke of that
+// function would fail. Deleting it is a 409 that names the function, until
+// the function is deployed without it.
+func TestDeleteOfAHookInUseIsRefused(t *testing.T) {
+	e := cptest.Start(t, cptest.Options{})
+	e.Deploy("users", "test/hook", "")
+	e.Deploy("greeter", "c/hello", `{"hook": "users"}`)
+	if r := call(t, e, http.MethodDelete, "/v1/functions/users"); r.Status != http.StatusConflict || !strings.Contains(r.Body, "greeter") {
+		t.Fatalf("delete of the hook greeter names: %+v; want 409 naming greeter", r)
+	}
+	if inv := e.Invoke("greeter", "", "alice buys"); inv.Status != http.StatusOK {
+		t.Fatalf("greeter after the refused delete: %+v", inv)
+	}
+	e.Deploy("greeter", "c/hello", "")
+	if r := call(t, e, http.MethodDelete, "/v1/functions/users"); r.Status != http.StatusOK {
+		t.Fatalf("delete of a hook nobody names: %+v", r)
+	}
+}
+
 // A hook computes the label from the request: the same label lands in the
 // same session, another label in another, and a request the hook refuses
 // is a 403.
