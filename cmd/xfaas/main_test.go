@@ -117,3 +117,17 @@ func (p *process) signal(t *testing.T, sig os.Signal, within time.Duration) erro
 		return nil
 	}
 }
+
+// Asking a command for its help is a success: the usage on stderr, exit
+// code 0, as for `xfaas -h`. A bad flag is still an error.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"invoke", "-h"}, {"deploy", "--help"}, {"hint", "seal", "-h"}} {
+		out, err := exec.Command(xfaasBin, args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "sage") {
+			t.Errorf("xfaas %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if err := exec.Command(xfaasBin, "invoke", "--no-such-flag").Run(); err == nil {
+		t.Error("xfaas invoke --no-such-flag exited 0")
+	}
+}
