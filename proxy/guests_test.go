@@ -156,6 +156,8 @@ func TestInvalidModulesAreRejectedWithTheReason(t *testing.T) {
 		// WASI is checked at deploy too, not at the first worker's start.
 		"test/badwasi":    "unknown import wasi_snapshot_preview1.nonexistent",
 		"test/badwasisig": "import wasi_snapshot_preview1.fd_write has the wrong signature",
+		// Memory is checked against the engine's limit (the worker's).
+		"test/bigmem": "over limit of 2048 pages (128 Mi)",
 	}
 	for guest, want := range cases {
 		_, err := e.Compile(ctx, testwasm.Bytes(t, guest))
