@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -120,6 +121,23 @@ func (m *Memory) ReleaseOwner(_ context.Context, function, session string) error
 		delete(m.st.leases, key)
 	}
 	return nil
+}
+
+// Unowned returns the claims of namespaces without an owner lease, sorted
+// by function and session.
+func (m *Memory) Unowned(context.Context) ([]Registration, error) {
+	m.st.mu.Lock()
+	defer m.st.mu.Unlock()
+	var out []Registration
+	for key, r := range m.st.claims {
+		if _, held := m.st.leases[key]; !held {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b Registration) int {
+		return cmp.Or(strings.Compare(a.Function, b.Function), strings.Compare(a.Session, b.Session))
+	})
+	return out, nil
 }
 
 // Close ends every owner lease m holds, as the death of its process would.

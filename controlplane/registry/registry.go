@@ -65,6 +65,14 @@ type Registry interface {
 	// ReleaseOwner ends the namespace's owner lease if this Registry holds
 	// it, and does nothing otherwise.
 	ReleaseOwner(ctx context.Context, function, session string) error
+	// Unowned returns the primary claims of the namespaces whose owner
+	// lease nobody holds, in a read or two of the registry whatever their
+	// number: what a control-plane replica sweeps for namespaces left to
+	// nobody (RATIONALE.md, "Who retires a namespace."). A claim shows
+	// here also for the moment between ClaimPrimary and its placer's
+	// AcquireOwner, and while a lease whose holder ended is closed by
+	// Consul's lock delay.
+	Unowned(ctx context.Context) ([]Registration, error)
 	// Close ends every owner lease this Registry holds, as its process's
 	// death would, and stops its background work. Registrations and claims
 	// stay. It is idempotent.

@@ -54,7 +54,8 @@
 // with no state. A claim ends when a control plane releases it (eviction,
 // keep-alive expiry, or finding the primary gone). A replica that starts
 // adopts a namespace on its first request, from Primary: it keeps no table
-// of claims to rebuild.
+// of claims to rebuild. Unowned lists the claims and the leases, a read of
+// each prefix, for the scheduler's sweep of namespaces whose owner is gone.
 //
 // # Owner leases
 //

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/xfaas/xfaas/controlplane/registry"
 )
 
 // errClosed: an owner lease was asked of a closed Registry.
@@ -66,6 +68,45 @@ func (r *Registry) ReleaseOwner(ctx context.Context, function, session string) e
 		return fmt.Errorf("release owner %s: %w", key, err)
 	}
 	return nil
+}
+
+// Unowned reads every claim (KeyPrefix) and then every lease
+// (OwnerKeyPrefix), two reads whatever the number of namespaces, and
+// returns the claims whose lease key is absent or held by no session.
+// Claims are read first: a placer takes the lease right after its claim,
+// so a claim new enough to be read has had the most time to show its
+// lease. A claim that does not decode is logged and left out, so that one
+// bad key does not stop every sweep; Primary reports it to whoever asks
+// for that namespace.
+func (r *Registry) Unowned(ctx context.Context) ([]registry.Registration, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	claims, _, err := r.c.KV().List(r.opts.KeyPrefix, q)
+	if err != nil {
+		return nil, fmt.Errorf("list claims under %s: %w", r.opts.KeyPrefix, err)
+	}
+	leases, _, err := r.c.KV().List(r.opts.OwnerKeyPrefix, q)
+	if err != nil {
+		return nil, fmt.Errorf("list owner leases under %s: %w", r.opts.OwnerKeyPrefix, err)
+	}
+	held := make(map[string]bool, len(leases))
+	for _, p := range leases {
+		if p.Session != "" {
+			held[strings.TrimPrefix(p.Key, r.opts.OwnerKeyPrefix)] = true
+		}
+	}
+	var out []registry.Registration
+	for _, p := range claims {
+		if held[strings.TrimPrefix(p.Key, r.opts.KeyPrefix)] {
+			continue
+		}
+		reg, err := decode(p)
+		if err != nil {
+			r.opts.Logger.Warn("skipping a claim that does not decode", "key", p.Key, "error", err)
+			continue
+		}
+		out = append(out, reg)
+	}
+	return out, nil
 }
 
 // ownerSession returns this Registry's Consul session, creating it on the

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ func Run(t *testing.T, newRegistry func(t *testing.T) registry.Registry, replica
 	t.Run("OwnerLeaseIsExclusive", func(t *testing.T) { ownerLeaseIsExclusive(t, pair) })
 	t.Run("OwnerLeaseEndsWithItsHolder", func(t *testing.T) { ownerLeaseEndsWithItsHolder(t, pair) })
 	t.Run("OwnerLeaseUnderRace", func(t *testing.T) { ownerLeaseUnderRace(t, pair) })
+	t.Run("UnownedClaims", func(t *testing.T) { unownedClaims(t, pair) })
 }
 
 func reg(container, fn, session, role string) registry.Registration {
@@ -206,5 +208,52 @@ func ownerLeaseUnderRace(t *testing.T, pair func(*testing.T) (a, b registry.Regi
 		if won[0] == won[1] {
 			t.Fatalf("%s: a won %v, b won %v; want exactly one", session, won[0], won[1])
 		}
+	}
+}
+
+// Unowned lists the claims whose namespace no replica holds the lease of,
+// as every replica sees them: not one that either holds, nor a released
+// one; and a replica's namespaces show once its leases end with it.
+func unownedClaims(t *testing.T, pair func(*testing.T) (a, b registry.Registry)) {
+	ctx := context.Background()
+	a, b := pair(t)
+	for _, session := range []string{"u1", "u2", "u3"} {
+		if _, won, err := a.ClaimPrimary(ctx, reg("c-"+session, "fn", session, registry.RolePrimary)); !won || err != nil {
+			t.Fatalf("claim %s: won=%v %v", session, won, err)
+		}
+	}
+	mustAcquire(t, a, "u2", true)
+	mustAcquire(t, b, "u3", true)
+	mustAcquire(t, a, "u4", true) // a lease without a claim
+	wantUnowned(t, a, "u1")
+	wantUnowned(t, b, "u1")
+	if err := a.ReleasePrimary(ctx, "fn", "u1", "c-u1"); err != nil {
+		t.Fatal(err)
+	}
+	wantUnowned(t, a)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantUnowned(t, a, "u3")
+}
+
+// wantUnowned checks that r.Unowned names the claims of exactly these
+// sessions of function "fn", each with its primary's registration.
+func wantUnowned(t *testing.T, r registry.Registry, sessions ...string) {
+	t.Helper()
+	got, err := r.Unowned(context.Background())
+	if err != nil {
+		t.Fatalf("Unowned: %v", err)
+	}
+	var names []string
+	for _, c := range got {
+		if c.Function != "fn" || c.Container != "c-"+c.Session || c.Role != registry.RolePrimary || c.Addr == "" {
+			t.Errorf("Unowned returned %+v; want a claim made by this test", c)
+		}
+		names = append(names, c.Session)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, sessions) {
+		t.Fatalf("Unowned names sessions %v; want %v", names, sessions)
 	}
 }
