@@ -1,8 +1,9 @@
 // Package cptest starts a control plane on real parts for tests: an
 // in-process NATS server with JetStream, the local placement backend
-// running xfaas proxy processes, the memory registry, and the HTTP API on a
-// test server. It is what the control plane's, the CLI's and the
-// benchmarks' tests run against.
+// running xfaas proxy processes, the memory registry (or one the test
+// gives), and the HTTP API on a test server; Replica adds another control
+// plane on the same cluster. It is what the control plane's, the CLI's and
+// the benchmarks' tests run against.
 package cptest
 
 import (
@@ -38,7 +39,7 @@ type Env struct {
 	URL     string
 	Server  *controlplane.Server
 	Backend *placement.Local
-	Reg     *registry.Memory
+	Reg     registry.Registry
 	// NATS is the server's client URL.
 	NATS string
 	// Dir is the local backend's directory: sockets, and each simulated
@@ -46,6 +47,9 @@ type Env struct {
 	Dir string
 	// Keys are the hint keysets of the functions Deploy deployed.
 	Keys map[string]hint.Keyset
+
+	cache string // the compilation cache
+	log   hclog.Logger
 }
 
 // Options configure Start.
@@ -60,6 +64,10 @@ type Options struct {
 	// ColdSession or CopySession: a test holds one there until something
 	// else has happened.
 	BeforeClaim func(ctx context.Context)
+	// Registry is the control plane's registry; the caller closes it. The
+	// default is a new registry.Memory, and for Replica that one's
+	// Replica.
+	Registry registry.Registry
 }
 
 // Start starts a control plane, stopped when the test ends.
@@ -70,11 +78,6 @@ func Start(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	cache := filepath.Join(os.TempDir(), "xfaas-test-compile-cache")
 	// XFAAS_TEST_LOG=debug (or info, trace) shows more of the control plane.
 	level := hclog.Warn
@@ -89,28 +92,70 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{t: t, Backend: backend, Reg: registry.NewMemory(), NATS: ns.ClientURL(), Dir: dir, Keys: map[string]hint.Keyset{}}
-	var placed placement.Backend = backend
-	if o.BeforeClaim != nil {
-		placed = claimHook{Local: backend, before: o.BeforeClaim}
-	}
-	e.Server, err = controlplane.NewServer(context.Background(), controlplane.Config{Token: o.Token, CacheDir: cache, SecondaryIdle: o.SecondaryIdle},
-		controlplane.Deps{NATS: nc, Backend: placed, Registry: e.Reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(e.Server.Handler())
-	e.URL = api.URL
+	// Registered first, so it runs after every control plane's clean-up.
 	t.Cleanup(func() {
-		api.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		e.Server.Close(ctx)
 		if err := backend.Close(ctx); err != nil {
 			t.Errorf("close backend: %v", err)
 		}
 	})
+	if o.Registry == nil {
+		o.Registry = registry.NewMemory()
+	}
+	e := &Env{t: t, Backend: backend, NATS: ns.ClientURL(), Dir: dir, Keys: map[string]hint.Keyset{}, cache: cache, log: log}
+	e.serve(o)
 	return e
+}
+
+// Replica starts another control plane on e's NATS server, backend and
+// hint keysets, as a second control-plane process of the same cluster
+// would be: its own NATS connection and, in o.Registry, its own owner
+// leases on e's records (the default is e.Reg's Replica, for a
+// registry.Memory). Nodes, Pool and Network are e's. It is stopped when
+// the test ends, before e.
+func (e *Env) Replica(o Options) *Env {
+	e.t.Helper()
+	if o.Registry == nil {
+		mem, ok := e.Reg.(*registry.Memory)
+		if !ok {
+			e.t.Fatalf("cptest: Replica needs Options.Registry beside a %T", e.Reg)
+		}
+		o.Registry = mem.Replica()
+	}
+	r := &Env{t: e.t, Backend: e.Backend, NATS: e.NATS, Dir: e.Dir, Keys: e.Keys, cache: e.cache, log: e.log.Named("replica")}
+	r.serve(o)
+	return r
+}
+
+// serve starts e's control plane with o's settings on e's cluster, and
+// its HTTP API on a test server.
+func (e *Env) serve(o Options) {
+	e.t.Helper()
+	nc, err := nats.Connect(e.NATS)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	e.Reg = o.Registry
+	var placed placement.Backend = e.Backend
+	if o.BeforeClaim != nil {
+		placed = claimHook{Local: e.Backend, before: o.BeforeClaim}
+	}
+	e.Server, err = controlplane.NewServer(context.Background(),
+		controlplane.Config{Token: o.Token, CacheDir: e.cache, SecondaryIdle: o.SecondaryIdle},
+		controlplane.Deps{NATS: nc, Backend: placed, Registry: e.Reg, Logger: e.log})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	api := httptest.NewServer(e.Server.Handler())
+	e.URL = api.URL
+	e.t.Cleanup(func() {
+		api.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		e.Server.Close(ctx)
+	})
 }
 
 // claimHook is the local backend with Options.BeforeClaim run before each
