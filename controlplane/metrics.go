@@ -14,6 +14,8 @@ type Metrics struct {
 	checkpoint  prometheus.Histogram
 	copySession prometheus.Histogram
 	claims      *prometheus.CounterVec
+	sweeps      prometheus.Counter
+	orphans     *prometheus.CounterVec
 }
 
 // NewMetrics registers the control plane's metrics in a new registry.
@@ -32,8 +34,13 @@ func NewMetrics() *Metrics {
 			Help: "Time to add a secondary container (CopySession).", Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14)}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xfaas_container_claims_total",
 			Help: "Containers claimed, from the warm pool (hit) or started (miss)."}, []string{"pool"}),
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{Name: "xfaas_orphan_sweeps_total",
+			Help: "Sweeps of the registry for sessions whose owner is gone."}),
+		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xfaas_orphaned_sessions_total",
+			Help: "Sessions whose owner was gone that a sweep took over: adopted (keep-alive retires them) or released (function deleted, primary unreachable)."},
+			[]string{"outcome"}),
 	}
-	m.reg.MustRegister(m.invocations, m.latency, m.coldSession, m.checkpoint, m.copySession, m.claims,
+	m.reg.MustRegister(m.invocations, m.latency, m.coldSession, m.checkpoint, m.copySession, m.claims, m.sweeps, m.orphans,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

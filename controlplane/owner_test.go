@@ -2,10 +2,13 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/proxy"
@@ -103,5 +106,90 @@ func TestRetireLeavesASessionTakenOverElsewhere(t *testing.T) {
 	}
 	if n := c.answered(); n != 0 || b.wasReleased("p1") || len(a.downs()) > 0 {
 		t.Errorf("the primary got %d calls, released %v, downs %v", n, b.wasReleased("p1"), a.downs())
+	}
+}
+
+// Close stops the sweep of the registry for namespaces whose owner is
+// gone: it returns, though the sweep's loop only waits for its next tick,
+// and no sweep runs after it. Virtual time ticks the loop many times at
+// once.
+func TestCloseStopsTheSweep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewScheduler(SchedulerOptions{Backend: &fakeBackend{lost: make(chan placement.Container)}, Registry: registry.NewMemory(),
+			Functions: functionTable{}, SweepInterval: time.Second})
+		defer s.Close() // on a failure before the one the test makes
+		time.Sleep(10*time.Second + time.Millisecond)
+		synctest.Wait()
+		before := counterValue(t, s.m, "xfaas_orphan_sweeps_total")
+		if before != 10 {
+			t.Fatalf("%v sweeps in 10 intervals; want 10", before)
+		}
+		s.Close()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if after := counterValue(t, s.m, "xfaas_orphan_sweeps_total"); after != before {
+			t.Errorf("%v sweeps after Close", after-before)
+		}
+	})
+}
+
+// functionTable is a FunctionSource of a fixed set of functions.
+type functionTable map[string]*Function
+
+func (ft functionTable) Lookup(name string) (*Function, bool) {
+	f, ok := ft[name]
+	return f, ok
+}
+
+// counterValue returns the value of the counter name in m, 0 if it has
+// none.
+func counterValue(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// A claim without an owner lease whose container is not bound yet is a
+// placement under way (the placer claims, takes the lease, then binds):
+// the sweep leaves the lease and the claim to the placer. A claim that
+// stays so for longer than a placement may take is released: its placer
+// died before the bind. A placer paused between its claim and its lease
+// cannot be had on cue, so the placer here is a registry replica and the
+// container a fake that answers as an unbound pool container.
+func TestSweepLeavesAPrimaryBeingPlaced(t *testing.T) {
+	b := &fakeBackend{lost: make(chan placement.Container)}
+	reg := registry.NewMemory()
+	s := NewScheduler(SchedulerOptions{Backend: b, Registry: reg, Functions: functionTable{"f": testFunction(t)}, SweepInterval: time.Hour})
+	t.Cleanup(s.Close)
+	c := startFake(t, []byte(`{"role":"pool"}`))
+	ctx := context.Background()
+	placer := reg.Replica()
+	if _, won, err := placer.ClaimPrimary(ctx, registry.Registration{Container: "p-new", Function: "f", Session: "default", Node: "n0", Addr: c.addr}); !won || err != nil {
+		t.Fatal(won, err)
+	}
+	seen := s.sweep(ctx, s.sweep(ctx, nil))
+	if won, err := placer.AcquireOwner(ctx, "f", "default"); !won || err != nil {
+		t.Fatalf("the placer could not take the lease after the sweep: %v %v", won, err)
+	}
+	if _, err := reg.Primary(ctx, "f", "default"); err != nil || b.wasReleased("p-new") || s.active("f", "default") != nil {
+		t.Fatalf("the sweep took a primary being placed: claim %v, released %v", err, b.wasReleased("p-new"))
+	}
+	_ = placer.Close() // it died before the bind
+	key := nsKey{"f", "default"}
+	seen[key] = sighting{container: "p-new", since: time.Now().Add(-s.opts.StartTimeout)}
+	s.sweep(ctx, seen)
+	if _, err := reg.Primary(ctx, "f", "default"); !errors.Is(err, registry.ErrNotFound) || !b.wasReleased("p-new") {
+		t.Fatalf("the claim of a placement abandoned before its bind stays: %v, released %v", err, b.wasReleased("p-new"))
+	}
+	if won, err := reg.Replica().AcquireOwner(ctx, "f", "default"); !won || err != nil {
+		t.Errorf("the sweep kept the lease of the session it released: %v %v", won, err)
 	}
 }

@@ -51,8 +51,14 @@ type SchedulerOptions struct {
 	SecondaryIdle time.Duration
 	// StartTimeout bounds a ColdSession or CopySession. The default is 30 s.
 	StartTimeout time.Duration
-	Metrics      *Metrics
-	Logger       hclog.Logger
+	// SweepInterval is how often the registry's claims are swept for
+	// namespaces whose owner is gone and that no request brings here
+	// (sweep.go); one is taken over after two sweeps in a row saw it. The
+	// default is 1 min. There is no sweep without Functions, which says
+	// what such a namespace runs.
+	SweepInterval time.Duration
+	Metrics       *Metrics
+	Logger        hclog.Logger
 }
 
 // Scheduler places session namespaces and routes their requests.
@@ -91,14 +97,18 @@ type coldStart struct {
 	retry bool
 }
 
-// NewScheduler starts a scheduler; it watches for lost containers and
-// trims idle secondaries until Close.
+// NewScheduler starts a scheduler; it watches for lost containers, trims
+// idle secondaries and sweeps for namespaces whose owner is gone until
+// Close.
 func NewScheduler(opts SchedulerOptions) *Scheduler {
 	if opts.SecondaryIdle <= 0 {
 		opts.SecondaryIdle = 30 * time.Second
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 30 * time.Second
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -111,6 +121,9 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 	s.wg.Add(2)
 	go s.watchLost()
 	go s.trimLoop()
+	if opts.Functions != nil {
+		s.goTracked(s.sweepLoop)
+	}
 	return s
 }
 
@@ -429,7 +442,10 @@ func (s *Scheduler) adopt(ctx context.Context, owner registry.Registration) (*me
 		return nil, err
 	}
 	st, err := cl.Status(ctx)
-	if err == nil && (st.Role != proxy.RolePrimary || st.Function != owner.Function || st.Session != owner.Session) {
+	switch {
+	case err == nil && st.Role == proxy.RolePool:
+		err = fmt.Errorf("container %s: %w", owner.Container, errUnbound)
+	case err == nil && (st.Role != proxy.RolePrimary || st.Function != owner.Function || st.Session != owner.Session):
 		err = fmt.Errorf("container %s serves %s/%s as %s", owner.Container, st.Function, st.Session, st.Role)
 	}
 	if err != nil {
@@ -438,6 +454,10 @@ func (s *Scheduler) adopt(ctx context.Context, owner registry.Registration) (*me
 	}
 	return &member{c: placement.Container{ID: owner.Container, Node: owner.Node, Addr: owner.Addr}, role: proxy.RolePrimary, client: cl}, nil
 }
+
+// errUnbound: a claim names a pool container that is not bound yet. Its
+// placer claims the namespace before it binds the container.
+var errUnbound = errors.New("the container is not bound yet")
 
 func registration(fn, session string, m *member) registry.Registration {
 	return registry.Registration{Container: m.c.ID, Function: fn, Session: session, Role: string(m.role), Node: m.c.Node, Addr: m.c.Addr}

@@ -37,6 +37,10 @@ type Config struct {
 	CacheDir string
 	// SecondaryIdle is how long an idle secondary lives. The default is 30 s.
 	SecondaryIdle time.Duration
+	// SweepInterval is how often the registry is swept for sessions whose
+	// owner (control plane) is gone and that no request brings here. The
+	// default is 1 min.
+	SweepInterval time.Duration
 }
 
 func (c *Config) fill() {
@@ -96,7 +100,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 		return nil, err
 	}
 	s.sched = NewScheduler(SchedulerOptions{Backend: deps.Backend, Registry: deps.Registry, Modules: s.fns, Functions: s.fns,
-		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, Metrics: s.m, Logger: s.log.Named("scheduler")})
+		Announcer: s.addrs, SecondaryIdle: cfg.SecondaryIdle, SweepInterval: cfg.SweepInterval, Metrics: s.m, Logger: s.log.Named("scheduler")})
 	s.fns.OnDelete(s.sched.EvictFunction)
 	s.fns.OnDelete(s.hooks.forget)
 	s.fns.OnUpdate(s.sched.Upgrade)

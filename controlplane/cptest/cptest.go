@@ -58,6 +58,7 @@ type Options struct {
 	Nodes, Pool   int
 	Token         string
 	SecondaryIdle time.Duration
+	SweepInterval time.Duration
 	// Network is "unix" (the default) or "tcp" for container addresses.
 	Network string
 	// BeforeClaim, if set, runs before every container claim of a
@@ -143,7 +144,7 @@ func (e *Env) serve(o Options) {
 		placed = claimHook{Local: e.Backend, before: o.BeforeClaim}
 	}
 	e.Server, err = controlplane.NewServer(context.Background(),
-		controlplane.Config{Token: o.Token, CacheDir: e.cache, SecondaryIdle: o.SecondaryIdle},
+		controlplane.Config{Token: o.Token, CacheDir: e.cache, SecondaryIdle: o.SecondaryIdle, SweepInterval: o.SweepInterval},
 		controlplane.Deps{NATS: nc, Backend: placed, Registry: e.Reg, Logger: e.log})
 	if err != nil {
 		e.t.Fatal(err)
