@@ -193,3 +193,68 @@ func TestSweepLeavesAPrimaryBeingPlaced(t *testing.T) {
 		t.Errorf("the sweep kept the lease of the session it released: %v %v", won, err)
 	}
 }
+
+// A request on one replica that finds its session claimed by a primary
+// that another replica is still binding (restoring, say) waits for the
+// bind and adopts that primary. It used to take the unbound container for
+// a dead one, release its claim and place a second primary of the session.
+func TestColdSessionWaitsForAPrimaryBeingBound(t *testing.T) {
+	b := &fakeBackend{lost: make(chan placement.Container)}
+	reg := registry.NewMemory()
+	s := NewScheduler(SchedulerOptions{Backend: b, Registry: reg, Announcer: &fakeAnnouncer{}})
+	t.Cleanup(s.Close)
+	fn := testFunction(t)
+	addr := startPoolContainer(t)
+	placer := reg.Replica()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, won, err := placer.ClaimPrimary(ctx, registry.Registration{Container: "p", Function: fn.Name, Session: "default",
+		Role: registry.RolePrimary, Node: "n0", Addr: addr}); !won || err != nil {
+		t.Fatal(won, err)
+	}
+	bound := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the placer's restore
+		bound <- bindCounterPrimary(t, addr, fn)
+	}()
+	ns, err := s.coldSession(ctx, fn, "default")
+	if err := <-bound; err != nil {
+		t.Fatalf("the placer's bind: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("cold session: %v", err)
+	}
+	if got := ns.members[0].c.ID; got != "p" || b.claimed() != 0 {
+		t.Fatalf("the session's primary is %s, after %d claims; want the placer's p and none", got, b.claimed())
+	}
+	if owner, err := reg.Primary(ctx, fn.Name, "default"); err != nil || owner.Container != "p" {
+		t.Fatalf("the claim: %+v %v; want p's", owner, err)
+	}
+	ns.members[0].client.Close()
+}
+
+// A primary found unbound for longer than a placement may take was
+// abandoned by its placer: the next request releases its claim and places
+// the session anew.
+func TestColdSessionReplacesAPrimaryNeverBound(t *testing.T) {
+	b := &fakeBackend{lost: make(chan placement.Container)}
+	reg := registry.NewMemory()
+	s := NewScheduler(SchedulerOptions{Backend: b, Registry: reg, Announcer: &fakeAnnouncer{}})
+	t.Cleanup(s.Close)
+	fn := testFunction(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, won, err := reg.Replica().ClaimPrimary(ctx, registry.Registration{Container: "p", Function: fn.Name, Session: "default",
+		Role: registry.RolePrimary, Node: "n0", Addr: startPoolContainer(t)}); !won || err != nil {
+		t.Fatal(won, err)
+	}
+	s.unbound["p"] = time.Now().Add(-s.opts.StartTimeout - time.Second) // first found unbound that long ago
+	// The fake backend has no container to give: the new placement fails
+	// after the claim is released.
+	if _, err := s.coldSession(ctx, fn, "default"); !errors.Is(err, placement.ErrNoCapacity) || b.claimed() != 1 {
+		t.Fatalf("cold session: %v after %d claims; want a new placement", err, b.claimed())
+	}
+	if owner, err := reg.Primary(ctx, fn.Name, "default"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("the abandoned claim stays: %+v %v", owner, err)
+	}
+}

@@ -73,6 +73,9 @@ type Scheduler struct {
 	// checkpointSeq is the seq of each session's latest checkpoint taken
 	// by this control plane (keepalive.go).
 	checkpointSeq map[nsKey]uint64
+	// unbound is when a request first found each claimed primary not yet
+	// bound (adoptRegistered).
+	unbound map[string]time.Time
 	// closed: Close has begun. Guarded by mu, which every wg.Add of a
 	// request or a function-store hook holds, so that none is added while
 	// Close waits (a WaitGroup must not grow from zero during Wait).
@@ -117,7 +120,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		opts.Metrics = NewMetrics()
 	}
 	s := &Scheduler{opts: opts, log: opts.Logger, m: opts.Metrics,
-		namespaces: map[nsKey]*namespace{}, starting: map[nsKey]*coldStart{}, checkpointSeq: map[nsKey]uint64{}, stop: make(chan struct{})}
+		namespaces: map[nsKey]*namespace{}, starting: map[nsKey]*coldStart{}, checkpointSeq: map[nsKey]uint64{}, unbound: map[string]time.Time{}, stop: make(chan struct{})}
 	s.wg.Add(2)
 	go s.watchLost()
 	go s.trimLoop()
@@ -287,29 +290,67 @@ func (s *Scheduler) currentLocked(fn *Function) (*Function, error) {
 // names if that one is alive, else binds a pool container on the
 // least-loaded node as the new primary.
 func (s *Scheduler) coldSession(ctx context.Context, fn *Function, session string) (*namespace, error) {
-	if owner, err := s.opts.Registry.Primary(ctx, fn.Name, session); err == nil {
-		if m, err := s.adopt(ctx, owner); err == nil {
-			m.owned = s.takeOwner(ctx, fn.Name, session)
-			return s.newNamespace(fn, session, m), nil
+	if m, err := s.adoptRegistered(ctx, fn.Name, session); m != nil || err != nil {
+		if err != nil {
+			return nil, err
 		}
-		s.log.Warn("registered primary is unreachable; replacing it", "function", fn.Name, "session", session, "container", owner.Container)
-		_ = s.opts.Registry.ReleasePrimary(ctx, fn.Name, session, owner.Container)
-		_ = s.opts.Registry.Deregister(ctx, owner.Container)
+		return s.newNamespace(fn, session, m), nil
 	}
 	start := time.Now()
 	m, err := s.startMember(ctx, fn, session, proxy.RolePrimary, "", "")
 	var lost *lostRace
 	if errors.As(err, &lost) {
-		if m, err = s.adopt(ctx, lost.owner); err == nil {
-			m.owned = s.takeOwner(ctx, fn.Name, session)
-			return s.newNamespace(fn, session, m), nil
+		// The winner may still be binding its primary.
+		if m, err = s.adoptRegistered(ctx, fn.Name, session); m == nil && err == nil {
+			err = fmt.Errorf("%w, and its primary is gone", lost)
 		}
+		if err != nil {
+			return nil, err
+		}
+		return s.newNamespace(fn, session, m), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	s.m.coldSession.Observe(time.Since(start).Seconds())
 	return s.newNamespace(fn, session, m), nil
+}
+
+// adoptRegistered adopts the namespace's registered primary, taking its
+// owner lease if it is free. A primary that is not bound yet is being
+// placed by another control plane, which claims a container before it
+// binds it (and restores the state into it): that is waited for, since
+// taking it for a dead one would release its claim and place a second
+// primary of the session. Only a primary found unbound for longer than a
+// placement may take (StartTimeout, which its placer's bind is bounded by
+// too) was abandoned. It returns nil and no error when there is no primary
+// to adopt: none is registered, or the registered one cannot be reached or
+// was abandoned, and then its claim is released.
+func (s *Scheduler) adoptRegistered(ctx context.Context, fn, session string) (*member, error) {
+	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		owner, err := s.opts.Registry.Primary(ctx, fn, session)
+		if err != nil {
+			return nil, nil
+		}
+		m, err := s.adopt(ctx, owner)
+		unboundFor := s.sightUnbound(owner.Container, errors.Is(err, errUnbound))
+		if err == nil {
+			m.owned = s.takeOwner(ctx, fn, session)
+			return m, nil
+		}
+		if !errors.Is(err, errUnbound) || unboundFor > s.opts.StartTimeout {
+			s.log.Warn("registered primary is unreachable or was never bound; replacing it", "function", fn, "session", session, "container", owner.Container, "error", err)
+			_ = s.opts.Registry.ReleasePrimary(ctx, fn, session, owner.Container)
+			_ = s.opts.Registry.Deregister(ctx, owner.Container)
+			s.sightUnbound(owner.Container, false)
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, apierror.New(apierror.Unavailable, "session %s/%s: its primary %s is still being placed by another control plane: %v", fn, session, owner.Container, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (s *Scheduler) newNamespace(fn *Function, session string, primary *member) *namespace {
@@ -453,6 +494,24 @@ func (s *Scheduler) adopt(ctx context.Context, owner registry.Registration) (*me
 		return nil, err
 	}
 	return &member{c: placement.Container{ID: owner.Container, Node: owner.Node, Addr: owner.Addr}, role: proxy.RolePrimary, client: cl}, nil
+}
+
+// sightUnbound records whether container was just found unbound, and
+// returns for how long it has been found so; a container found bound, or
+// gone, is forgotten.
+func (s *Scheduler) sightUnbound(container string, unbound bool) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !unbound {
+		delete(s.unbound, container)
+		return 0
+	}
+	since, ok := s.unbound[container]
+	if !ok {
+		since = time.Now()
+		s.unbound[container] = since
+	}
+	return time.Since(since)
 }
 
 // errUnbound: a claim names a pool container that is not bound yet. Its

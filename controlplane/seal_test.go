@@ -22,6 +22,17 @@ import (
 // between a retire's checkpoint and its release.
 func startCounterPrimary(t *testing.T, fn *Function) string {
 	t.Helper()
+	addr := startPoolContainer(t)
+	if err := bindCounterPrimary(t, addr, fn); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// startPoolContainer starts an in-process session container waiting to be
+// bound, and returns its address.
+func startPoolContainer(t *testing.T) string {
+	t.Helper()
 	c := proxy.New(proxy.Options{CacheDir: filepath.Join(os.TempDir(), "xfaas-test-compile-cache"), CheckpointDir: t.TempDir()})
 	ln, err := wire.Listen("unix://" + filepath.Join(t.TempDir(), "c.sock"))
 	if err != nil {
@@ -36,17 +47,19 @@ func startCounterPrimary(t *testing.T, fn *Function) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	addr := wire.AddrOf(ln.Addr())
+	return wire.AddrOf(ln.Addr())
+}
+
+// bindCounterPrimary binds the container at addr as the primary of
+// session "default" of fn, running the counter guest.
+func bindCounterPrimary(t *testing.T, addr string, fn *Function) error {
 	cl, err := proxy.Dial(context.Background(), addr)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer cl.Close()
-	if err := cl.Bind(context.Background(), proxy.Binding{Function: fn.Name, Session: "default", Role: proxy.RolePrimary,
-		Config: fn.Config, Module: testwasm.Bytes(t, "c/counter")}); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return cl.Bind(context.Background(), proxy.Binding{Function: fn.Name, Session: "default", Role: proxy.RolePrimary,
+		Config: fn.Config, Module: testwasm.Bytes(t, "c/counter")})
 }
 
 // A replica that adopted a namespace routes to its primary while the owner
