@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/xfaas/xfaas/internal/containerid"
 )
@@ -156,27 +158,44 @@ func NewNomad(opts NomadOptions) (*Nomad, error) {
 }
 
 // Nodes reports the ready, eligible Nomad nodes whose xfaas driver is
-// healthy, with the claims of every replica and their unclaimed pool.
+// healthy, with the claims of every replica, their unclaimed pool, and the
+// room Nomad's scheduler sees on them (nomadRoom). Its five reads do not
+// depend on each other, so they go at once: a ColdSession waits for them.
 func (n *Nomad) Nodes(ctx context.Context) ([]Node, error) {
-	stubs, _, err := n.opts.Nomad.Nodes().List((&nomadapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("list nomad nodes: %w", err)
-	}
-	claims, err := n.allClaims(ctx)
-	if err != nil {
+	var (
+		stubs  []*nomadapi.NodeListStub
+		claims map[string]*nomadClaim
+		pool   []*nomadClaim
+		used   map[string]nomadUse
+		rate   cpuRate
+		rated  bool
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		stubs, _, err = n.opts.Nomad.Nodes().List((&nomadapi.QueryOptions{
+			Params: map[string]string{"resources": "true"}}).WithContext(gctx))
+		if err != nil {
+			return fmt.Errorf("list nomad nodes: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() (err error) { claims, err = n.allClaims(gctx); return err })
+	g.Go(func() (err error) { pool, err = n.pool(gctx, ""); return err })
+	g.Go(func() (err error) { used, err = n.reserved(gctx); return err })
+	g.Go(func() error { rate, rated = n.poolRate(gctx); return nil })
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	pool, err := n.pool(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	claimed, free := map[string]int{}, map[string]int{}
+	claimed, free, sizes := map[string]int{}, map[string]int{}, map[string][]Size{}
 	for _, c := range claims {
 		claimed[c.Node]++
 	}
 	for _, p := range pool {
 		if _, ok := claims[p.Container]; !ok {
 			free[p.Node]++
+			if p.size != (Size{}) && !slices.Contains(sizes[p.Node], p.size) {
+				sizes[p.Node] = append(sizes[p.Node], p.size)
+			}
 		}
 	}
 	var out []Node
@@ -185,9 +204,71 @@ func (n *Nomad) Nodes(ctx context.Context) ([]Node, error) {
 		if s.Status != "ready" || s.SchedulingEligibility != "eligible" || s.Drain || d == nil || !d.Detected || !d.Healthy {
 			continue
 		}
-		out = append(out, Node{Name: s.Name, Capacity: n.opts.Capacity, Claimed: claimed[s.Name], Pool: free[s.Name]})
+		node := Node{Name: s.Name, Capacity: n.opts.Capacity, Claimed: claimed[s.Name], Pool: free[s.Name], PoolSizes: sizes[s.Name]}
+		r, ok := rate, rated
+		if !ok {
+			r, ok = coreRate(s)
+		}
+		if ok {
+			node.Allocatable, node.Free = nomadRoom(s, used[s.ID], r)
+		}
+		out = append(out, node)
 	}
 	return out, nil
+}
+
+// nomadUse is CPU, in MHz, and memory, in MiB, as Nomad reserves them.
+type nomadUse struct{ mhz, memoryMB int64 }
+
+// reserved returns, by node id, what the live allocations reserve on each
+// node, counted as Nomad's scheduler counts them when it places one more:
+// every allocation neither stopping nor stopped (desired status run, client
+// status not terminal), its tasks' CPU and memory. Tasks are summed, as
+// the API does not say which are prestart tasks that Nomad counts only
+// while the main ones do not run: for such jobs the room seen is less than
+// Nomad's, never more.
+func (n *Nomad) reserved(ctx context.Context) (map[string]nomadUse, error) {
+	allocs, _, err := n.opts.Nomad.Allocations().List((&nomadapi.QueryOptions{
+		Params: map[string]string{"resources": "true"},
+		Filter: `DesiredStatus == "run" and ClientStatus != "complete" and ClientStatus != "failed" and ClientStatus != "lost"`,
+	}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list nomad allocations: %w", err)
+	}
+	out := map[string]nomadUse{}
+	for _, a := range allocs {
+		if a.AllocatedResources == nil {
+			continue
+		}
+		u := out[a.NodeID]
+		for _, t := range a.AllocatedResources.Tasks {
+			u.mhz += t.Cpu.CpuShares
+			u.memoryMB += t.Memory.MemoryMB
+		}
+		out[a.NodeID] = u
+	}
+	return out, nil
+}
+
+// nomadRoom returns the largest container a one-off can have on node s:
+// total with no allocation there, free beside the allocations that reserve
+// used. Both are the node's compute and memory less what it reserves for
+// itself (and, for free, less used), which is what Nomad's scheduler
+// compares a job's resources with, the CPU turned into a quota at rate.
+// Nil for a node that does not report its resources.
+func nomadRoom(s *nomadapi.NodeListStub, used nomadUse, rate cpuRate) (total, free *Resources) {
+	r := s.NodeResources
+	if r == nil || r.Cpu.CpuShares <= 0 || r.Memory.MemoryMB <= 0 {
+		return nil, nil
+	}
+	cpu, mem := r.Cpu.CpuShares, r.Memory.MemoryMB
+	if rr := s.ReservedResources; rr != nil {
+		cpu -= int64(rr.Cpu.CpuShares)
+		mem -= int64(rr.Memory.MemoryMB)
+	}
+	total = &Resources{Millicores: rate.quota(cpu), MemoryMB: max(mem, 0)}
+	free = &Resources{Millicores: rate.quota(cpu - used.mhz), MemoryMB: max(mem-used.memoryMB, 0)}
+	return total, free
 }
 
 // Claim takes a healthy unclaimed pool container on node that holds size,

@@ -66,6 +66,21 @@ func BenchmarkNomadReplenish(b *testing.B) {
 	}
 }
 
+// BenchmarkNomadNodes measures Nodes, which every ColdSession and
+// CopySession reads before it claims: the nodes with their resources, the
+// claims, the pool, the allocations' resources and the pool job's rate.
+func BenchmarkNomadNodes(b *testing.B) {
+	c := startNomadCluster(b)
+	backend := c.benchBackend(b, "")
+	c.waitPoolB(b, backend, poolSize)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := backend.Nodes(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func (c *nomadCluster) benchBackend(b *testing.B, poolJob string) *placement.Nomad {
 	b.Helper()
 	backend, err := placement.NewNomad(placement.NomadOptions{Nomad: c.nomad.Client, Consul: c.consul.NewClient(b),

@@ -93,42 +93,53 @@ func (n *Nomad) oneOffJob(id, node string, size Size, cpu int) *nomadapi.Job {
 func ptr[T any](v T) *T { return &v }
 
 // oneOffCPU is the CPU, in MHz, Nomad reserves for a one-off container of
-// size: as much for each millicore of its cgroup quota as the pool job
-// reserves for its containers (cpu_mhz in jobspecs/xfaas-pool.nomad.hcl,
-// the operator's choice of how much of a quota, a ceiling, to reserve), so
-// that a one-off and a pool container of one size count alike. Without a
-// pool job to go by, it is the whole quota, at the MHz of one of node's
-// cores.
+// size on node, at the rate cpuRate says.
 func (n *Nomad) oneOffCPU(ctx context.Context, node string, size Size) (int, error) {
+	rate, ok := n.poolRate(ctx)
+	if !ok {
+		var err error
+		if rate, err = n.nodeRate(ctx, node); err != nil {
+			return 0, err
+		}
+	}
 	millicores, _ := size.Limits()
-	if mhz, poolMillicores, ok := n.poolCPU(ctx); ok {
-		return int((millicores*mhz + poolMillicores - 1) / poolMillicores), nil
-	}
-	core, err := n.coreMHz(ctx, node)
-	if err != nil {
-		return 0, err
-	}
-	return int((millicores*core + 999) / 1000), nil
+	return int(rate.reserve(millicores)), nil
 }
 
-// poolCPU returns the CPU the pool job's task reserves, in MHz, and its
-// containers' cgroup quota, in millicores; false without a pool job that
-// says.
-func (n *Nomad) poolCPU(ctx context.Context) (mhz, millicores int64, ok bool) {
+// cpuRate is how many MHz Nomad reserves for how many millicores of a
+// container's cgroup quota. A one-off reserves as much for each millicore
+// of its quota as the pool job reserves for its containers' (cpu_mhz in
+// jobspecs/xfaas-pool.nomad.hcl, the operator's choice of how much of a
+// quota, a ceiling, to reserve), so that a one-off and a pool container of
+// one size count alike (poolRate). Without a pool job to go by, it reserves
+// the whole quota, at the MHz of one of its node's cores (coreRate).
+type cpuRate struct{ mhz, millicores int64 }
+
+// reserve is the MHz a quota of millicores reserves, rounded up.
+func (r cpuRate) reserve(millicores int64) int64 {
+	return (millicores*r.mhz + r.millicores - 1) / r.millicores
+}
+
+// quota is the largest quota, in millicores, whose reservation fits in mhz.
+func (r cpuRate) quota(mhz int64) int64 { return max(mhz, 0) * r.millicores / r.mhz }
+
+// poolRate returns the rate of the pool job's task: the CPU it reserves
+// for its containers' cgroup quota; false without a pool job that says.
+func (n *Nomad) poolRate(ctx context.Context) (cpuRate, bool) {
 	job, _, err := n.opts.Nomad.Jobs().Info(n.opts.PoolJob, (&nomadapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return 0, 0, false
+		return cpuRate{}, false
 	}
 	for _, g := range job.TaskGroups {
 		for _, t := range g.Tasks {
 			if t.Driver != DriverName || t.Resources == nil || t.Resources.CPU == nil || *t.Resources.CPU <= 0 {
 				continue
 			}
-			millicores, _ = taskSize(t.Config).Limits()
-			return int64(*t.Resources.CPU), millicores, true
+			millicores, _ := taskSize(t.Config).Limits()
+			return cpuRate{mhz: int64(*t.Resources.CPU), millicores: millicores}, true
 		}
 	}
-	return 0, 0, false
+	return cpuRate{}, false
 }
 
 // taskSize is the size an xfaas task config asks for; what it leaves out
@@ -141,20 +152,31 @@ func taskSize(config map[string]any) Size {
 	return Size{Workers: num("max_workers"), WorkerCPUMillicores: num("worker_cpu_millicores"), WorkerMemoryMB: num("worker_memory_mb")}
 }
 
-// coreMHz is what Nomad counts one of node's cores as: its usable compute
-// over its cores, as Nomad itself converts MHz to a share of the CPUs.
-func (n *Nomad) coreMHz(ctx context.Context, node string) (int64, error) {
+// nodeRate is coreRate of the node named node.
+func (n *Nomad) nodeRate(ctx context.Context, node string) (cpuRate, error) {
 	stubs, _, err := n.opts.Nomad.Nodes().List((&nomadapi.QueryOptions{
 		Filter: fmt.Sprintf("Name == %q", node), Params: map[string]string{"resources": "true"}}).WithContext(ctx))
 	if err != nil {
-		return 0, fmt.Errorf("read node %s: %w", node, err)
+		return cpuRate{}, fmt.Errorf("read node %s: %w", node, err)
 	}
 	for _, s := range stubs {
-		if r := s.NodeResources; r != nil && r.Cpu.CpuShares > 0 && r.Cpu.TotalCpuCores > 0 {
-			return r.Cpu.CpuShares / int64(r.Cpu.TotalCpuCores), nil
+		if r, ok := coreRate(s); ok {
+			return r, nil
 		}
 	}
-	return 0, fmt.Errorf("node %s does not report its CPU", node)
+	return cpuRate{}, fmt.Errorf("node %s does not report its CPU", node)
+}
+
+// coreRate reserves a whole quota at what Nomad counts one of node s's
+// cores as: its usable compute over its cores, as Nomad itself converts MHz
+// to a share of the CPUs. False for a node that does not report its CPU.
+func coreRate(s *nomadapi.NodeListStub) (cpuRate, bool) {
+	if r := s.NodeResources; r != nil && r.Cpu.TotalCpuCores > 0 {
+		if core := r.Cpu.CpuShares / int64(r.Cpu.TotalCpuCores); core > 0 {
+			return cpuRate{mhz: core, millicores: 1000}, true
+		}
+	}
+	return cpuRate{}, false
 }
 
 // waitServing waits until the job's container is registered in Consul,

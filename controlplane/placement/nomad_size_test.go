@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xfaas/xfaas/controlplane/placement"
+	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/fnconfig"
 	"github.com/xfaas/xfaas/internal/testwasm"
 	"github.com/xfaas/xfaas/proxy"
@@ -130,4 +132,111 @@ func cgroupLimits(t *testing.T, group string) (millicores, memoryMB int64) {
 		mem = num(read("memory", group, "memory.limit_in_bytes")[0])
 	}
 	return quota * 1000 / period, mem >> 20
+}
+
+// Nodes says what a node can still start as Nomad's scheduler sees it: a
+// one-off of exactly its free CPU is placed, one a millicore larger is not,
+// and the job that could not be placed leaves nothing behind.
+func TestNomadNodeRoom(t *testing.T) {
+	c := startNomadCluster(t)
+	b := c.backend(t)
+	n := c.waitPool(t, b, poolSize)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	if n.Free == nil || n.Allocatable == nil {
+		t.Fatalf("node %+v; want its room", n)
+	}
+	if want := c.nomadRoom(t); *n.Free != want {
+		t.Fatalf("free %+v; want %+v, from the node's resources and allocations", *n.Free, want)
+	}
+	t.Logf("node %s: free %+v of %+v", n.Name, *n.Free, *n.Allocatable)
+	if want := (placement.Size{Workers: 2, WorkerCPUMillicores: 100, WorkerMemoryMB: 128}); !slices.Equal(n.PoolSizes, []placement.Size{want}) {
+		t.Errorf("pool sizes %v; want the pool job's, %s", n.PoolSizes, want)
+	}
+
+	// One worker takes all the CPU a container may have beyond the
+	// proxy's own 1000 millicores.
+	exact := placement.Size{Workers: 1, WorkerCPUMillicores: int(n.Free.Millicores) - 1000, WorkerMemoryMB: 128}
+	over := exact
+	over.WorkerCPUMillicores++
+	if !n.Fits(exact) || n.Fits(over) {
+		t.Fatalf("node %+v fits %s: %v, %s: %v; want only the first", n, exact, n.Fits(exact), over, n.Fits(over))
+	}
+	if ct, _, err := b.Claim(ctx, c.node, over); apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("claim of %s: %+v, %v; want no capacity", over, ct, err)
+	}
+	c.checkOneOffs(t, 0)
+	if _, hit, err := b.Claim(ctx, c.node, exact); err != nil || hit {
+		t.Fatalf("claim of %s: hit=%v %v; want a one-off", exact, hit, err)
+	}
+	c.checkOneOffs(t, 1)
+	n = c.waitPool(t, b, poolSize)
+	if n.Free.Millicores >= 1000 || !n.Fits(small) {
+		t.Errorf("after the one-off: %+v; want no CPU free for a new container, the pool's for small", n)
+	}
+}
+
+// nomadRoom is the largest container a one-off could have on the node now,
+// read from Nomad: the node's CPU and memory less what it reserves for
+// itself and what its live allocations reserve, the CPU at the MHz the
+// pool job reserves per millicore of its containers' quota (1200).
+func (c *nomadCluster) nomadRoom(t *testing.T) placement.Resources {
+	t.Helper()
+	stubs, _, err := c.nomad.Client.Nodes().List(nil)
+	if err != nil || len(stubs) != 1 {
+		t.Fatalf("nodes %v, %v", stubs, err)
+	}
+	node, _, err := c.nomad.Client.Nodes().Info(stubs[0].ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs, _, err := c.nomad.Client.Nodes().Allocations(node.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mhz := node.NodeResources.Cpu.CpuShares - int64(node.ReservedResources.Cpu.CpuShares)
+	mem := node.NodeResources.Memory.MemoryMB - int64(node.ReservedResources.Memory.MemoryMB)
+	for _, a := range allocs {
+		if a.ServerTerminalStatus() || a.ClientTerminalStatus() {
+			continue
+		}
+		for _, r := range a.AllocatedResources.Tasks {
+			mhz -= r.Cpu.CpuShares
+			mem -= r.Memory.MemoryMB
+		}
+	}
+	pool, _, err := c.nomad.Client.Jobs().Info(placement.DefaultPoolJob, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return placement.Resources{Millicores: mhz * 1200 / int64(*pool.TaskGroups[0].Tasks[0].Resources.CPU), MemoryMB: mem}
+}
+
+// checkOneOffs checks that Nomad has want one-off jobs, and Consul want
+// claims and want one-off services: theirs, and nothing of a one-off that
+// did not start.
+func (c *nomadCluster) checkOneOffs(t *testing.T, want int) {
+	t.Helper()
+	jobs, _, err := c.nomad.Client.Jobs().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oneOffs []string
+	for _, j := range jobs {
+		if strings.HasPrefix(j.ID, placement.DefaultJobPrefix) {
+			oneOffs = append(oneOffs, j.ID+" "+j.Status)
+		}
+	}
+	claims, _, err := c.consul.Client.KV().List(placement.DefaultClaimPrefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, _, err := c.consul.Client.Catalog().Service(placement.DefaultService, "one-off", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(oneOffs) != want || len(claims) != want || len(svcs) != want {
+		t.Errorf("one-off jobs %v, %d claims, %d one-off services; want %d of each", oneOffs, len(claims), len(svcs), want)
+	}
 }

@@ -10,6 +10,7 @@ package placement
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/cgroup"
@@ -33,10 +34,51 @@ type Node struct {
 	Claimed int `json:"claimed"`
 	// Pool is how many warm, unbound containers are ready to claim.
 	Pool int `json:"pool"`
+	// PoolSizes are the sizes of those containers, each size once; a
+	// container whose size is not known holds nothing and is not listed.
+	PoolSizes []Size `json:"pool_sizes,omitempty"`
+	// Free is the largest container the node can still start, for a pool
+	// miss, as its orchestrator counts what is taken: on Nomad, the node's
+	// CPU and memory less what it reserves for itself and what its live
+	// allocations reserve, as Nomad's scheduler counts them, in the limits
+	// of a container that reserves as much. Nil where the backend does not
+	// count resources, or the node does not report them: then any size is
+	// tried there (the local backend, whose containers size their own
+	// cgroups when bound).
+	Free *Resources `json:"free,omitempty"`
+	// Allocatable is the largest container the node could start with no
+	// allocation on it: Free before the allocations. Nil with Free.
+	Allocatable *Resources `json:"allocatable,omitempty"`
+}
+
+// Resources are CPU and memory in the terms of a container's limits
+// (Size.Limits): millicores of CPU quota and MiB of memory.
+type Resources struct {
+	Millicores int64 `json:"millicores"`
+	MemoryMB   int64 `json:"memory_mb"`
+}
+
+// holds reports whether a container for a function of size fits in r;
+// nil, which counts nothing, holds any size.
+func (r *Resources) holds(size Size) bool {
+	if r == nil {
+		return true
+	}
+	cpu, mem := size.Limits()
+	return cpu <= r.Millicores && mem <= r.MemoryMB
 }
 
 // Room reports whether the node can take one more claimed container.
 func (n Node) Room() bool { return n.Claimed < n.Capacity }
+
+// Fits reports whether the node can give a function of size a container
+// now: one of its unclaimed pool containers holds it, or a new container
+// of its size fits in what the node has free. Room is the other question.
+func (n Node) Fits(size Size) bool { return n.poolHolds(size) || n.Free.holds(size) }
+
+func (n Node) poolHolds(size Size) bool {
+	return slices.ContainsFunc(n.PoolSizes, func(p Size) bool { return p.Holds(size) })
+}
 
 // ErrNoCapacity is returned when no node can run another container.
 var ErrNoCapacity = &apierror.Error{Kind: apierror.Unavailable, Message: "no capacity: every node is full", RetryAfter: 1}
