@@ -224,8 +224,8 @@ func TestColdSessionWaitsForAPrimaryBeingBound(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cold session: %v", err)
 	}
-	if got := ns.members[0].c.ID; got != "p" || b.claimed() != 0 {
-		t.Fatalf("the session's primary is %s, after %d claims; want the placer's p and none", got, b.claimed())
+	if got := ns.members[0].c.ID; got != "p" || len(b.claims()) != 0 {
+		t.Fatalf("the session's primary is %s, after %d claims; want the placer's p and none", got, len(b.claims()))
 	}
 	if owner, err := reg.Primary(ctx, fn.Name, "default"); err != nil || owner.Container != "p" {
 		t.Fatalf("the claim: %+v %v; want p's", owner, err)
@@ -251,8 +251,8 @@ func TestColdSessionReplacesAPrimaryNeverBound(t *testing.T) {
 	s.unbound["p"] = time.Now().Add(-s.opts.StartTimeout - time.Second) // first found unbound that long ago
 	// The fake backend has no container to give: the new placement fails
 	// after the claim is released.
-	if _, err := s.coldSession(ctx, fn, "default"); !errors.Is(err, placement.ErrNoCapacity) || b.claimed() != 1 {
-		t.Fatalf("cold session: %v after %d claims; want a new placement", err, b.claimed())
+	if _, err := s.coldSession(ctx, fn, "default"); !errors.Is(err, placement.ErrNoCapacity) || len(b.claims()) != 1 {
+		t.Fatalf("cold session: %v after %d claims; want a new placement", err, len(b.claims()))
 	}
 	if owner, err := reg.Primary(ctx, fn.Name, "default"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("the abandoned claim stays: %+v %v", owner, err)

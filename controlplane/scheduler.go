@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -454,25 +456,39 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 	return m, nil
 }
 
-// claim takes a container that holds size on node if it has room, else on
-// the least-loaded node.
+// claim takes a container that holds size. A secondary (node is its
+// primary's) goes on node while node has room, and fails there if node
+// cannot fit size rather than going further away; anything else goes on
+// the least-loaded node that fits size, and on to the next one if that one
+// cannot take the container after all (RATIONALE.md, "Where a container
+// fits").
 func (s *Scheduler) claim(ctx context.Context, node string, size placement.Size) (placement.Container, bool, error) {
 	nodes, err := s.opts.Backend.Nodes(ctx)
 	if err != nil {
 		return placement.Container{}, false, err
 	}
-	target, ok := placement.Node{}, false
-	for _, n := range nodes {
-		if n.Name == node && n.Room() {
-			target, ok = n, true
+	if i := slices.IndexFunc(nodes, func(n placement.Node) bool { return n.Name == node && n.Room() }); i >= 0 {
+		if !nodes[i].Fits(size) {
+			return placement.Container{}, false, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+				Message: fmt.Sprintf("no capacity: the primary's node %s has no room for a container of %s", node, size)}
 		}
+		return s.opts.Backend.Claim(ctx, node, size)
 	}
-	if !ok {
-		if target, ok = placement.LeastLoaded(nodes); !ok {
-			return placement.Container{}, false, placement.ErrNoCapacity
+	spread, err := placement.Spread(nodes, size)
+	if err != nil {
+		return placement.Container{}, false, err
+	}
+	var failed []string
+	for _, n := range spread {
+		c, hit, err := s.opts.Backend.Claim(ctx, n.Name, size)
+		if !errors.Is(err, placement.ErrNodeFull) {
+			return c, hit, err
 		}
+		s.log.Warn("node could not take a container; trying the next", "node", n.Name, "size", size.String(), "error", err)
+		failed = append(failed, err.Error())
 	}
-	return s.opts.Backend.Claim(ctx, target.Name, size)
+	return placement.Container{}, false, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+		Message: fmt.Sprintf("no capacity: no node with room for a container of %s could take it: %s", size, strings.Join(failed, "; "))}
 }
 
 // adopt connects to a primary placed by another control plane, or before

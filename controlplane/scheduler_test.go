@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -147,8 +148,8 @@ func TestForgottenNamespaceAnswersErrors(t *testing.T) {
 	if _, err := ns.copySession(context.Background()); !errors.Is(err, errNamespaceGone) {
 		t.Errorf("copySession: %v; want errNamespaceGone", err)
 	}
-	if ns.copying != 0 || b.claimed() != 0 {
-		t.Errorf("copying=%d, %d containers claimed for a forgotten namespace", ns.copying, b.claimed())
+	if ns.copying != 0 || len(b.claims()) != 0 {
+		t.Errorf("copying=%d, containers claimed on %v for a forgotten namespace", ns.copying, b.claims())
 	}
 	ns.mu.Lock()
 	ns.dead = false // an emptied namespace that nothing marked dead
@@ -251,24 +252,28 @@ func TestIdleSecondaryReleasedWhilePrimaryServes(t *testing.T) {
 	})
 }
 
-// fakeBackend has one node and no containers to claim; it records what is
-// released.
+// fakeBackend has nodes (one, n0, unless set) and no containers to claim;
+// it records the claims tried and what is released.
 type fakeBackend struct {
-	lost chan placement.Container
+	lost  chan placement.Container
+	nodes []placement.Node
 
 	mu       sync.Mutex
 	released []string
-	claims   int
+	tried    []string // the node of every claim
 }
 
 func (b *fakeBackend) Nodes(context.Context) ([]placement.Node, error) {
+	if b.nodes != nil {
+		return b.nodes, nil
+	}
 	return []placement.Node{{Name: "n0", Capacity: 8}}, nil
 }
 
-func (b *fakeBackend) Claim(context.Context, string, placement.Size) (placement.Container, bool, error) {
+func (b *fakeBackend) Claim(_ context.Context, node string, _ placement.Size) (placement.Container, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.claims++
+	b.tried = append(b.tried, node)
 	return placement.Container{}, false, placement.ErrNoCapacity
 }
 
@@ -285,10 +290,10 @@ func (b *fakeBackend) wasReleased(id string) bool {
 	return slices.Contains(b.released, id)
 }
 
-func (b *fakeBackend) claimed() int {
+func (b *fakeBackend) claims() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.claims
+	return slices.Clone(b.tried)
 }
 
 func (b *fakeBackend) Lost() <-chan placement.Container { return b.lost }
@@ -483,7 +488,34 @@ func TestClosedSchedulerStartsNoSession(t *testing.T) {
 	if kind := apierror.KindOf(err); kind != apierror.Unavailable {
 		t.Errorf("Invoke after Close: %s %v; want unavailable", kind, err)
 	}
-	if n := b.claimed(); n != 0 {
-		t.Errorf("a closed scheduler claimed %d containers", n)
+	if got := b.claims(); len(got) != 0 {
+		t.Errorf("a closed scheduler claimed containers on %v", got)
+	}
+}
+
+// A secondary goes on its primary's node while that node has a free slot,
+// and fails there, trying nothing, when the node has no room for the
+// function's container: it does not go further from the primary's state.
+// A primary's node without a free slot sends it to the least-loaded node
+// that fits, as before.
+func TestSecondaryStaysOnThePrimarysNode(t *testing.T) {
+	s, b, _ := newTestScheduler(t)
+	size := placement.SizeOf(testFunction(t).Config) // 2000 millicores, 1376 MiB
+	tight := &placement.Resources{Millicores: 1999, MemoryMB: 4096}
+	roomy := &placement.Resources{Millicores: 4000, MemoryMB: 4096}
+	b.nodes = []placement.Node{
+		{Name: "n0", Capacity: 8, Claimed: 1, Free: tight, Allocatable: roomy},
+		{Name: "n1", Capacity: 8, Free: roomy, Allocatable: roomy},
+	}
+	_, _, err := s.claim(context.Background(), "n0", size)
+	if want := "no capacity: the primary's node n0 has no room"; apierror.KindOf(err) != apierror.Unavailable || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("claim beside the primary: %v; want %q", err, want)
+	}
+	if got := b.claims(); len(got) != 0 {
+		t.Errorf("claims on %v; want none", got)
+	}
+	b.nodes[0].Claimed = b.nodes[0].Capacity
+	if _, _, err := s.claim(context.Background(), "n0", size); err == nil || !slices.Equal(b.claims(), []string{"n1"}) {
+		t.Errorf("claim beside a full primary's node: %v, on %v; want a claim on n1", err, b.claims())
 	}
 }

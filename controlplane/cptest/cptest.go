@@ -69,6 +69,11 @@ type Options struct {
 	// default is a new registry.Memory, and for Replica that one's
 	// Replica.
 	Registry registry.Registry
+	// Placement, if set, makes the backend the control plane places
+	// containers with from the local one: a test puts a fake in front of
+	// it for what the local backend cannot be made to do (say, report a
+	// node's room as Nomad would).
+	Placement func(*placement.Local) placement.Backend
 }
 
 // Start starts a control plane, stopped when the test ends.
@@ -140,8 +145,11 @@ func (e *Env) serve(o Options) {
 	e.t.Cleanup(nc.Close)
 	e.Reg = o.Registry
 	var placed placement.Backend = e.Backend
+	if o.Placement != nil {
+		placed = o.Placement(e.Backend)
+	}
 	if o.BeforeClaim != nil {
-		placed = claimHook{Local: e.Backend, before: o.BeforeClaim}
+		placed = claimHook{Backend: placed, before: o.BeforeClaim}
 	}
 	e.Server, err = controlplane.NewServer(context.Background(),
 		controlplane.Config{Token: o.Token, CacheDir: e.cache, SecondaryIdle: o.SecondaryIdle, SweepInterval: o.SweepInterval},
@@ -159,16 +167,15 @@ func (e *Env) serve(o Options) {
 	})
 }
 
-// claimHook is the local backend with Options.BeforeClaim run before each
-// claim.
+// claimHook is a backend with Options.BeforeClaim run before each claim.
 type claimHook struct {
-	*placement.Local
+	placement.Backend
 	before func(ctx context.Context)
 }
 
 func (h claimHook) Claim(ctx context.Context, node string, size placement.Size) (placement.Container, bool, error) {
 	h.before(ctx)
-	return h.Local.Claim(ctx, node, size)
+	return h.Backend.Claim(ctx, node, size)
 }
 
 // testWriter sends log lines to the test log.
@@ -236,6 +243,8 @@ type Invocation struct {
 	Node      string
 	SessionID string
 	Kind      string
+	// RetryAfter is the Retry-After header of an error.
+	RetryAfter string
 }
 
 // Invoke calls fn with a hint sealed from label ("" for none).
@@ -266,7 +275,7 @@ func (e *Env) Do(req *http.Request) Invocation {
 	if resp.StatusCode != http.StatusOK {
 		var eb controlplane.ErrorBody
 		json.Unmarshal(data, &eb)
-		inv.Kind, inv.Body = eb.Kind, eb.Error
+		inv.Kind, inv.Body, inv.RetryAfter = eb.Kind, eb.Error, resp.Header.Get("Retry-After")
 	}
 	return inv
 }

@@ -251,7 +251,7 @@ func (l *Local) Claim(ctx context.Context, node string, _ Size) (Container, bool
 		}
 		if n.filling == 0 {
 			l.mu.Unlock()
-			return Container{}, false, ErrNoCapacity
+			return Container{}, false, fmt.Errorf("%w: node %s runs %d containers, its capacity", ErrNodeFull, node, l.opts.Capacity)
 		}
 		// The node is full, but a place is a pool container on its way:
 		// that container is this claim's, so wait for it.

@@ -125,8 +125,8 @@ func TestPoolMissAndCapacity(t *testing.T) {
 	if _, hit, err := l.Claim(ctx, "node-0", Size{}); err != nil || !hit {
 		t.Fatalf("second claim: hit=%v %v; want the refilled container", hit, err)
 	}
-	if _, _, err := l.Claim(ctx, "node-0", Size{}); !errors.Is(err, ErrNoCapacity) {
-		t.Fatalf("third claim: %v; want ErrNoCapacity", err)
+	if _, _, err := l.Claim(ctx, "node-0", Size{}); !errors.Is(err, ErrNodeFull) {
+		t.Fatalf("third claim: %v; want ErrNodeFull", err)
 	}
 	if _, _, err := l.Claim(ctx, "node-9", Size{}); err == nil {
 		t.Fatal("claim on an unknown node succeeded")
@@ -183,19 +183,5 @@ func TestLostContainerAndCleanShutdown(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(opts.Dir); len(entries) != 0 {
 		t.Errorf("sockets left behind: %v", entries)
-	}
-}
-
-func TestLeastLoaded(t *testing.T) {
-	nodes := []Node{
-		{Name: "a", Capacity: 10, Claimed: 5},
-		{Name: "b", Capacity: 20, Claimed: 6},
-		{Name: "c", Capacity: 4, Claimed: 4},
-	}
-	if n, ok := LeastLoaded(nodes); !ok || n.Name != "b" {
-		t.Fatalf("LeastLoaded = %v %v; want b (30%% < 50%%)", n.Name, ok)
-	}
-	if _, ok := LeastLoaded([]Node{{Name: "full", Capacity: 1, Claimed: 1}}); ok {
-		t.Fatal("a full node was chosen")
 	}
 }

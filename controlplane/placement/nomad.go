@@ -306,7 +306,7 @@ func (n *Nomad) Claim(ctx context.Context, node string, size Size) (Container, b
 		}
 	}
 	if used >= n.opts.Capacity {
-		return Container{}, false, ErrNoCapacity
+		return Container{}, false, fmt.Errorf("%w: node %s has %d claimed containers, its capacity", ErrNodeFull, node, used)
 	}
 	c, err := n.startOneOff(ctx, node, size)
 	if err != nil {

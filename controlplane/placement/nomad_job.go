@@ -9,8 +9,6 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
-
-	"github.com/xfaas/xfaas/internal/apierror"
 )
 
 // oneOffTask is the task name of one-off jobs, and so the suffix of their
@@ -32,9 +30,7 @@ func (n *Nomad) startOneOff(ctx context.Context, node string, size Size) (_ *nom
 	}
 	defer func() {
 		if err != nil {
-			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer dcancel()
-			_, _, _ = n.opts.Nomad.Jobs().Deregister(*job.ID, true, (&nomadapi.WriteOptions{}).WithContext(dctx))
+			n.removeJob(context.WithoutCancel(ctx), *job.ID)
 		}
 	}()
 	c, err := n.waitServing(ctx, *job.ID)
@@ -50,6 +46,25 @@ func (n *Nomad) startOneOff(ctx context.Context, node string, size Size) (_ *nom
 		return nil, err
 	}
 	return c, nil
+}
+
+// removeJob deregisters and purges a one-off job that did not start,
+// trying again for a while if Nomad does not answer: its blocked
+// evaluation goes with it, and Nomad deregisters the service of an
+// allocation it stops, so nothing of it is left in Nomad or Consul.
+func (n *Nomad) removeJob(ctx context.Context, job string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		_, _, err := n.opts.Nomad.Jobs().Deregister(job, true, (&nomadapi.WriteOptions{}).WithContext(ctx))
+		if err == nil {
+			return
+		}
+		if !sleepCtx(ctx, 250*time.Millisecond) {
+			n.log.Error("failed to remove a one-off job that did not start; remove it with nomad job stop -purge", "job", job, "error", err)
+			return
+		}
+	}
 }
 
 // oneOffJob is a service job of one xfaas container of size on node, which
@@ -229,8 +244,7 @@ func (n *Nomad) checkStarting(ctx context.Context, job string) error {
 	}
 	for _, e := range evals {
 		for _, m := range e.FailedTGAllocs {
-			return &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
-				Message: fmt.Sprintf("no capacity: nomad cannot place job %s (exhausted: %v, filtered: %v)", job, m.DimensionExhausted, m.ConstraintFiltered)}
+			return fmt.Errorf("%w: nomad cannot place job %s (exhausted: %v, filtered: %v)", ErrNodeFull, job, m.DimensionExhausted, m.ConstraintFiltered)
 		}
 	}
 	return nil

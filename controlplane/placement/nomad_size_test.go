@@ -2,6 +2,7 @@ package placement_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -136,7 +137,8 @@ func cgroupLimits(t *testing.T, group string) (millicores, memoryMB int64) {
 
 // Nodes says what a node can still start as Nomad's scheduler sees it: a
 // one-off of exactly its free CPU is placed, one a millicore larger is not,
-// and the job that could not be placed leaves nothing behind.
+// and the job that could not be placed leaves nothing behind. A function
+// larger than the whole node is too big for any node.
 func TestNomadNodeRoom(t *testing.T) {
 	c := startNomadCluster(t)
 	b := c.backend(t)
@@ -163,8 +165,8 @@ func TestNomadNodeRoom(t *testing.T) {
 	if !n.Fits(exact) || n.Fits(over) {
 		t.Fatalf("node %+v fits %s: %v, %s: %v; want only the first", n, exact, n.Fits(exact), over, n.Fits(over))
 	}
-	if ct, _, err := b.Claim(ctx, c.node, over); apierror.KindOf(err) != apierror.Unavailable {
-		t.Fatalf("claim of %s: %+v, %v; want no capacity", over, ct, err)
+	if ct, _, err := b.Claim(ctx, c.node, over); !errors.Is(err, placement.ErrNodeFull) || apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("claim of %s: %+v, %v; want the node full", over, ct, err)
 	}
 	c.checkOneOffs(t, 0)
 	if _, hit, err := b.Claim(ctx, c.node, exact); err != nil || hit {
@@ -174,6 +176,16 @@ func TestNomadNodeRoom(t *testing.T) {
 	n = c.waitPool(t, b, poolSize)
 	if n.Free.Millicores >= 1000 || !n.Fits(small) {
 		t.Errorf("after the one-off: %+v; want no CPU free for a new container, the pool's for small", n)
+	}
+
+	huge := placement.Size{Workers: 10, WorkerCPUMillicores: int(n.Allocatable.Millicores) / 10, WorkerMemoryMB: 128}
+	nodes, err := b.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = placement.Spread(nodes, huge)
+	if apierror.KindOf(err) != apierror.Unavailable || !strings.HasPrefix(err.Error(), "function too big for any node") {
+		t.Fatalf("spread of %s over %+v: %v; want it too big for any node", huge, nodes, err)
 	}
 }
 

@@ -8,6 +8,7 @@
 package placement
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -76,12 +77,22 @@ func (n Node) Room() bool { return n.Claimed < n.Capacity }
 // of its size fits in what the node has free. Room is the other question.
 func (n Node) Fits(size Size) bool { return n.poolHolds(size) || n.Free.holds(size) }
 
+// couldFit reports whether the node could give a function of size a
+// container were everything but its pool gone.
+func (n Node) couldFit(size Size) bool { return n.poolHolds(size) || n.Allocatable.holds(size) }
+
 func (n Node) poolHolds(size Size) bool {
 	return slices.ContainsFunc(n.PoolSizes, func(p Size) bool { return p.Holds(size) })
 }
 
 // ErrNoCapacity is returned when no node can run another container.
 var ErrNoCapacity = &apierror.Error{Kind: apierror.Unavailable, Message: "no capacity: every node is full", RetryAfter: 1}
+
+// ErrNodeFull is wrapped by Claim's error when the node it was asked for
+// cannot take the container after all: its claimed containers reached its
+// capacity, or (Nomad) the orchestrator could not place the container
+// there. Another node may take it.
+var ErrNodeFull = &apierror.Error{Kind: apierror.Unavailable, Message: "no capacity: the node cannot take the container", RetryAfter: 1}
 
 // Backend places containers.
 type Backend interface {
@@ -150,19 +161,38 @@ func (s Size) String() string {
 	return fmt.Sprintf("%d workers x %d millicores x %d MB", s.Workers, s.WorkerCPUMillicores, s.WorkerMemoryMB)
 }
 
-// LeastLoaded returns the node with room and the lowest share of its
-// capacity claimed, or false when every node is full. Ties go to the
-// first node, so placement is deterministic.
-func LeastLoaded(nodes []Node) (Node, bool) {
-	var best Node
-	found := false
+// Spread returns the nodes where a new container for a function of size
+// may go, least-loaded first: those with room that fit it, by the share of
+// their capacity claimed, ties in the order given, so placement is
+// deterministic. With none, the error says why: a function too big for any
+// node, even with nothing else on it, gets a 503 that says so and no
+// Retry-After (retrying does not help until a bigger node joins); every node
+// full of claims is ErrNoCapacity; else no node has room for size now.
+func Spread(nodes []Node, size Size) ([]Node, error) {
+	var out []Node
 	for _, n := range nodes {
-		if !n.Room() {
-			continue
-		}
-		if !found || n.Claimed*best.Capacity < best.Claimed*n.Capacity {
-			best, found = n, true
+		if n.Room() && n.Fits(size) {
+			out = append(out, n)
 		}
 	}
-	return best, found
+	slices.SortStableFunc(out, func(a, b Node) int { return cmp.Compare(a.Claimed*b.Capacity, b.Claimed*a.Capacity) })
+	if len(out) > 0 {
+		return out, nil
+	}
+	cpu, mem := size.Limits()
+	switch {
+	case len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n Node) bool { return n.couldFit(size) }):
+		var most Resources
+		for _, n := range nodes {
+			most.Millicores = max(most.Millicores, n.Allocatable.Millicores)
+			most.MemoryMB = max(most.MemoryMB, n.Allocatable.MemoryMB)
+		}
+		return nil, apierror.New(apierror.Unavailable,
+			"function too big for any node: a container of %s needs %d millicores and %d MiB; none of the %d nodes can start one of more than %d millicores or %d MiB",
+			size, cpu, mem, len(nodes), most.Millicores, most.MemoryMB)
+	case !slices.ContainsFunc(nodes, Node.Room):
+		return nil, ErrNoCapacity
+	}
+	return nil, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: 1,
+		Message: fmt.Sprintf("no capacity: no node has room for a container of %s (%d millicores, %d MiB) now", size, cpu, mem)}
 }
