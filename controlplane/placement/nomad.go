@@ -328,7 +328,7 @@ func (n *Nomad) holds(c *nomadClaim, size Size) bool {
 	n.mu.Unlock()
 	if warn {
 		n.log.Warn("pool containers without their size in their service meta are not claimed; see jobspecs/xfaas-pool.nomad.hcl",
-			"container", c.Container, "meta", sizeMeta)
+			"container", c.Container, "meta", sizeKeys)
 	}
 	return false
 }
@@ -387,29 +387,40 @@ func claimOf(s *consulapi.AgentService) *nomadClaim {
 		Addr: "tcp://" + net.JoinHostPort(s.Address, strconv.Itoa(s.Port)), size: sizeOf(s.Meta)}
 }
 
-// sizeMeta are the service Meta keys that say a container's size: its task
-// config's max_workers, worker_cpu_millicores and worker_memory_mb.
-var sizeMeta = []string{"max_workers", "worker_cpu_millicores", "worker_memory_mb"}
+// sizeKeys name a container's size in an xfaas task config and in its
+// service Meta: the function config's names of Size's fields, in the order
+// of values.
+var sizeKeys = [3]string{"max_workers", "worker_cpu_millicores", "worker_memory_mb"}
+
+// values are s's fields in the order of sizeKeys.
+func (s Size) values() [3]int { return [3]int{s.Workers, s.WorkerCPUMillicores, s.WorkerMemoryMB} }
+
+// sizeOfValues is the Size whose values are v.
+func sizeOfValues(v [3]int) Size {
+	return Size{Workers: v[0], WorkerCPUMillicores: v[1], WorkerMemoryMB: v[2]}
+}
 
 // sizeOf is the size a service's Meta says, or zero if it does not say it
 // all.
 func sizeOf(meta map[string]string) Size {
 	var v [3]int
-	for i, k := range sizeMeta {
+	for i, k := range sizeKeys {
 		n, err := strconv.Atoi(meta[k])
 		if err != nil || n <= 0 {
 			return Size{}
 		}
 		v[i] = n
 	}
-	return Size{Workers: v[0], WorkerCPUMillicores: v[1], WorkerMemoryMB: v[2]}
+	return sizeOfValues(v)
 }
 
-// meta returns s as service Meta (sizeMeta).
+// meta returns s as service Meta (sizeKeys).
 func (s Size) meta() map[string]string {
-	s = s.filled()
-	return map[string]string{"max_workers": strconv.Itoa(s.Workers),
-		"worker_cpu_millicores": strconv.Itoa(s.WorkerCPUMillicores), "worker_memory_mb": strconv.Itoa(s.WorkerMemoryMB)}
+	m := make(map[string]string, len(sizeKeys))
+	for i, v := range s.filled().values() {
+		m[sizeKeys[i]] = strconv.Itoa(v)
+	}
+	return m
 }
 
 // allClaims returns the claims of every replica by container id.

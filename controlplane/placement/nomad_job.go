@@ -82,9 +82,10 @@ func (n *Nomad) oneOffJob(id, node string, size Size, cpu int) *nomadapi.Job {
 	job.Meta = map[string]string{"xfaas": "one-off"}
 	job.Constrain(nomadapi.NewConstraint("${node.unique.name}", "=", node))
 	task := nomadapi.NewTask(oneOffTask, DriverName)
-	task.Config = map[string]any{"role": "pool", "max_workers": size.Workers,
-		"worker_cpu_millicores": size.WorkerCPUMillicores, "worker_memory_mb": size.WorkerMemoryMB,
-		"extra_args": []string{"--listen", "tcp://${NOMAD_ADDR_" + DriverName + "}"}}
+	task.Config = map[string]any{"role": "pool", "extra_args": []string{"--listen", "tcp://${NOMAD_ADDR_" + DriverName + "}"}}
+	for i, v := range size.values() {
+		task.Config[sizeKeys[i]] = v
+	}
 	task.Require(&nomadapi.Resources{CPU: &cpu, MemoryMB: &mem})
 	task.KillTimeout = ptr(15 * time.Second)
 	meta := size.meta()
@@ -160,11 +161,12 @@ func (n *Nomad) poolRate(ctx context.Context) (cpuRate, bool) {
 // taskSize is the size an xfaas task config asks for; what it leaves out
 // takes the driver's defaults, which are the function config's.
 func taskSize(config map[string]any) Size {
-	num := func(k string) int {
-		v, _ := config[k].(float64) // JSON numbers
-		return int(v)
+	var v [3]int
+	for i, k := range sizeKeys {
+		n, _ := config[k].(float64) // JSON numbers
+		v[i] = int(n)
 	}
-	return Size{Workers: num("max_workers"), WorkerCPUMillicores: num("worker_cpu_millicores"), WorkerMemoryMB: num("worker_memory_mb")}
+	return sizeOfValues(v)
 }
 
 // nodeRate is coreRate of the node named node.
