@@ -10,24 +10,16 @@ import (
 
 	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/registry"
+	"github.com/xfaas/xfaas/internal/natstest"
 )
 
 // A replica that started after a session's placement has nothing about it
 // in its table; it answers a lookup from the registry, and an update the
 // bus carried about that container still wins over the registry's answer.
 func TestLookupFallsBackToTheRegistry(t *testing.T) {
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Start(t)
 	connect := func() *nats.Conn {
-		nc, err := nats.Connect(srv.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
+		return natstest.Connect(t, srv.ClientURL())
 	}
 	ctx := context.Background()
 	const live, gone = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xfaas/xfaas/controlplane"
 	"github.com/xfaas/xfaas/controlplane/cptest"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/proxy"
 )
 
@@ -181,7 +182,7 @@ func evictCorrupted(t *testing.T, e *cptest.Env, fn, label string) []string {
 	if r := call(t, e, http.MethodDelete, "/v1/functions/"+fn+"/sessions/"+id); r.Status != http.StatusOK {
 		t.Fatalf("evict: %+v", r)
 	}
-	putObject(t, natsConn(t, e), fn+"/"+id, []byte("XFCKPT garbage"))
+	putObject(t, natstest.Connect(t, e.NATS), fn+"/"+id, []byte("XFCKPT garbage"))
 	files, _ := filepath.Glob(filepath.Join(e.Dir, "nodes", "*", "checkpoints", fn, id+".ckpt"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
@@ -264,16 +265,6 @@ func TestLogDurabilitySurvivesKill9(t *testing.T) {
 	}
 }
 
-func natsConn(t *testing.T, e *cptest.Env) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
 // putObject replaces an object of the durable checkpoint tier.
 func putObject(t *testing.T, nc *nats.Conn, name string, data []byte) {
 	t.Helper()
@@ -307,12 +298,7 @@ func TestLateCheckpointOfADeletedFunctionIsNotRestored(t *testing.T) {
 	if r := call(t, e, http.MethodDelete, "/v1/functions/counter/sessions/"+id); r.Status != http.StatusOK {
 		t.Fatalf("evict: %+v", r)
 	}
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natstest.Connect(t, e.NATS))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats.go"
 
-	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/proxy"
 )
 
@@ -18,19 +17,10 @@ import (
 // n control-plane replicas.
 func openReplicas(t *testing.T, n int) []*FunctionStore {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Start(t)
 	var out []*FunctionStore
 	for range n {
-		nc, err := nats.Connect(srv.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		s, err := OpenFunctionStore(t.Context(), nc, hclog.NewNullLogger())
+		s, err := OpenFunctionStore(t.Context(), natstest.Connect(t, srv.ClientURL()), hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}

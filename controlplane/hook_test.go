@@ -5,12 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 	"github.com/xfaas/xfaas/internal/apierror"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
@@ -19,16 +17,7 @@ import (
 // hooks, which run in the control plane itself.
 func newHookServer(t *testing.T) *Server {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, natstest.Start(t).ClientURL())
 	s, err := NewServer(t.Context(), Config{}, Deps{NATS: nc, Backend: &fakeBackend{lost: make(chan placement.Container)}, Registry: registry.NewMemory()})
 	if err != nil {
 		t.Fatal(err)

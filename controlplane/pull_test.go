@@ -5,10 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/cptest"
+	"github.com/xfaas/xfaas/internal/natstest"
 )
 
 // A function that declares depends_on pulls state from another function's
@@ -16,11 +15,7 @@ import (
 // pull follows the session when its primary moves to another container.
 func TestPullFollowsTheSessionAcrossAMove(t *testing.T) {
 	e := cptest.Start(t, cptest.Options{Pool: 2})
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natstest.Connect(t, e.NATS)
 	updates := make(chan bus.Update, 64)
 	table, err := bus.NewTable(context.Background(), nc, bus.TableOptions{All: true, OnChange: func(u bus.Update) {
 		select {

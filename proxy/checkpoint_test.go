@@ -14,27 +14,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 
-	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/checkpoint"
 	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/internal/testwasm"
 	"github.com/xfaas/xfaas/proxy/state"
 )
 
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return natstest.Connect(t, natstest.Start(t).ClientURL())
 }
 
 // bindKV binds a kv primary of session sess, restoring.
@@ -199,11 +189,7 @@ func TestLogReplay(t *testing.T) {
 // primary by RPC and must wait there.
 func TestReadsWaitForTheLog(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown() })
+	srv := natstest.StartIn(t, dir, -1)
 	u, err := url.Parse(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -212,11 +198,7 @@ func TestReadsWaitForTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, srv.ClientURL(), nats.MaxReconnects(-1))
 	const sess = "00000000000000000000000000000002"
 	_, primary := startContainer(t, Options{NATS: nc})
 	if err := bindKV(t, primary, sess, "log"); err != nil {
@@ -254,9 +236,7 @@ func TestReadsWaitForTheLog(t *testing.T) {
 
 	// Back on the same port and store, the log takes the buffered append,
 	// and both answer the write they waited for.
-	if srv, err = bus.StartEmbedded(bus.EmbeddedOptions{Port: port, JetStream: true, Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
+	natstest.StartIn(t, dir, port)
 	for name, cl := range map[string]*Client{"primary": primary, "secondary": sec} {
 		if got := invokeOK(t, cl, "get a"); got != "new" {
 			t.Errorf("%s read a = %q after the log came back, want new", name, got)

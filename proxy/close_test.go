@@ -9,10 +9,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/apierror"
 	"github.com/xfaas/xfaas/internal/cgroup"
 	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
 
@@ -110,16 +110,8 @@ func stopLeakedSlots(t *testing.T, l *cgroupLimits, p *Pool, groups []*cgroup.Gr
 // server that is gone. The request whose write was not acknowledged was
 // not answered as a success either.
 func TestCloseWithAnUnreachableLog(t *testing.T) {
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.ClientURL(), nats.MaxReconnects(-1))
 	c := New(Options{NATS: nc})
 	cfg := fnconfig.Default()
 	cfg.Durability = "log"

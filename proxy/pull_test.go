@@ -12,6 +12,7 @@ import (
 
 	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/internal/fnconfig"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/internal/testwasm"
 	"github.com/xfaas/xfaas/internal/wire"
 )
@@ -30,21 +31,13 @@ type pullEnv struct {
 
 func newPullEnv(tb testing.TB) *pullEnv {
 	tb.Helper()
-	srv, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(srv.Shutdown)
+	srv := natstest.Start(tb)
 	conn := func() *nats.Conn {
-		nc, err := nats.Connect(srv.ClientURL())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(nc.Close)
-		return nc
+		return natstest.Connect(tb, srv.ClientURL())
 	}
 	ctx := context.Background()
 	e := &pullEnv{tb: tb, pub: bus.NewPublisher(conn())}
+	var err error
 	if e.cp, err = bus.NewTable(ctx, conn(), bus.TableOptions{All: true}); err != nil {
 		tb.Fatal(err)
 	}

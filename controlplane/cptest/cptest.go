@@ -21,13 +21,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats.go"
 
 	"github.com/xfaas/xfaas/controlplane"
-	"github.com/xfaas/xfaas/controlplane/bus"
 	"github.com/xfaas/xfaas/controlplane/placement"
 	"github.com/xfaas/xfaas/controlplane/registry"
 	"github.com/xfaas/xfaas/internal/hint"
+	"github.com/xfaas/xfaas/internal/natstest"
 	"github.com/xfaas/xfaas/internal/testbin"
 	"github.com/xfaas/xfaas/internal/testwasm"
 )
@@ -79,11 +78,7 @@ type Options struct {
 // Start starts a control plane, stopped when the test ends.
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Port: -1, JetStream: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.Start(t)
 	cache := filepath.Join(os.TempDir(), "xfaas-test-compile-cache")
 	// XFAAS_TEST_LOG=debug (or info, trace) shows more of the control plane.
 	level := hclog.Warn
@@ -138,11 +133,7 @@ func (e *Env) Replica(o Options) *Env {
 // its HTTP API on a test server.
 func (e *Env) serve(o Options) {
 	e.t.Helper()
-	nc, err := nats.Connect(e.NATS)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(nc.Close)
+	nc := natstest.Connect(e.t, e.NATS)
 	e.Reg = o.Registry
 	var placed placement.Backend = e.Backend
 	if o.Placement != nil {
@@ -151,6 +142,7 @@ func (e *Env) serve(o Options) {
 	if o.BeforeClaim != nil {
 		placed = claimHook{Backend: placed, before: o.BeforeClaim}
 	}
+	var err error
 	e.Server, err = controlplane.NewServer(context.Background(),
 		controlplane.Config{Token: o.Token, CacheDir: e.cache, SecondaryIdle: o.SecondaryIdle, SweepInterval: o.SweepInterval},
 		controlplane.Deps{NATS: nc, Backend: placed, Registry: e.Reg, Logger: e.log})
