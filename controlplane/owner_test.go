@@ -199,10 +199,8 @@ func TestSweepLeavesAPrimaryBeingPlaced(t *testing.T) {
 // bind and adopts that primary. It used to take the unbound container for
 // a dead one, release its claim and place a second primary of the session.
 func TestColdSessionWaitsForAPrimaryBeingBound(t *testing.T) {
-	b := &fakeBackend{lost: make(chan placement.Container)}
-	reg := registry.NewMemory()
-	s := NewScheduler(SchedulerOptions{Backend: b, Registry: reg, Announcer: &fakeAnnouncer{}})
-	t.Cleanup(s.Close)
+	s, b, _ := newTestScheduler(t)
+	reg := s.opts.Registry.(*registry.Memory)
 	fn := testFunction(t)
 	addr := startPoolContainer(t)
 	placer := reg.Replica()
@@ -237,10 +235,8 @@ func TestColdSessionWaitsForAPrimaryBeingBound(t *testing.T) {
 // abandoned by its placer: the next request releases its claim and places
 // the session anew.
 func TestColdSessionReplacesAPrimaryNeverBound(t *testing.T) {
-	b := &fakeBackend{lost: make(chan placement.Container)}
-	reg := registry.NewMemory()
-	s := NewScheduler(SchedulerOptions{Backend: b, Registry: reg, Announcer: &fakeAnnouncer{}})
-	t.Cleanup(s.Close)
+	s, b, _ := newTestScheduler(t)
+	reg := s.opts.Registry.(*registry.Memory)
 	fn := testFunction(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
