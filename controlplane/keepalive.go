@@ -190,6 +190,7 @@ func (ns *namespace) idle(d time.Duration) bool {
 // dropped from the cache: its owner checkpoints it.
 func (s *Scheduler) keepAlive() {
 	for _, ns := range s.all() {
+		s.leaseAsync(ns)
 		if !ns.idle(ns.fn.Config.KeepAlive()) {
 			continue
 		}
@@ -199,6 +200,39 @@ func (s *Scheduler) keepAlive() {
 		}
 		s.retireAsync(ns, "idle")
 	}
+}
+
+// leaseAsked bounds how often keep-alive asks for the owner lease of a
+// namespace it placed without it (leaseAsync).
+const leaseAsked = time.Second
+
+// leaseAsync asks for the owner lease of a namespace whose primary this
+// control plane placed while the lease was not free, in the background, at
+// most once a leaseAsked: the previous holder releases it, or its lock
+// delay ends, within seconds, and another replica's sweep acts on an
+// unowned claim only after two sightings a SweepInterval apart.
+func (s *Scheduler) leaseAsync(ns *namespace) {
+	ns.mu.Lock()
+	p := ns.primary()
+	ask := p != nil && p.owned && p.unleased && !ns.ownerCheck && time.Since(ns.leaseAsk) >= leaseAsked
+	if ask {
+		ns.ownerCheck, ns.leaseAsk = true, time.Now()
+	}
+	ns.mu.Unlock()
+	if !ask {
+		return
+	}
+	s.goTracked(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		won := s.takeOwner(ctx, ns.fn.Name, ns.session)
+		ns.mu.Lock()
+		if won && ns.primary() == p {
+			p.unleased = false
+		}
+		ns.ownerCheck = false
+		ns.mu.Unlock()
+	})
 }
 
 // takeOverAsync asks for the owner lease of an idle adopted namespace in

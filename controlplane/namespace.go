@@ -28,6 +28,9 @@ type member struct {
 	// owner lease after adopting it (keepalive.go); it stops being owned
 	// when a retire finds the lease held by another replica.
 	owned bool
+	// unleased: an owned primary placed while the namespace's owner lease
+	// was not free yet; keep-alive asks for the lease until it has it.
+	unleased bool
 }
 
 // namespace routes the requests of one session namespace. See RATIONALE.md,
@@ -45,8 +48,10 @@ type namespace struct {
 	dead     bool // the primary is gone: new requests need a new namespace
 	retiring bool // being checkpointed and released (keepalive.go)
 	// ownerCheck: keep-alive is asking the registry for the owner lease of
-	// the adopted namespace, so that it asks once at a time.
+	// the namespace (adopted, or placed here without the lease), so that
+	// it asks once at a time.
 	ownerCheck bool
+	leaseAsk   time.Time // the last leaseAsync
 }
 
 // goneGrace is how long a member whose invocation connection failed may

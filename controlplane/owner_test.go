@@ -254,3 +254,40 @@ func TestColdSessionReplacesAPrimaryNeverBound(t *testing.T) {
 		t.Fatalf("the abandoned claim stays: %+v %v", owner, err)
 	}
 }
+
+// A primary placed while its namespace's owner lease was not free yet (the
+// previous owner letting go, or dead less than a lock delay ago) is this
+// control plane's to retire, and it keeps asking for the lease until it
+// has it. It used to ask again only before a retire, so another replica's
+// sweep could take the namespace over meanwhile.
+func TestPlacedPrimaryTakesItsLeaseWhenFree(t *testing.T) {
+	s, _, _ := newTestScheduler(t)
+	reg := s.opts.Registry.(*registry.Memory)
+	fn := testFunction(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	previous := reg.Replica()
+	if won, err := previous.AcquireOwner(ctx, fn.Name, "default"); !won || err != nil {
+		t.Fatal(won, err)
+	}
+	m := dialMember(t, startCounterPrimary(t, fn), "p", proxy.RolePrimary, true)
+	m.unleased = true // placed while previous held the lease
+	install(s, s.newNamespace(fn, "default", m))
+	_ = previous.Close() // its process ends
+	ns := s.active(fn.Name, "default")
+	for leased := false; !leased; {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the placer never took the free lease")
+		case <-time.After(10 * time.Millisecond):
+		}
+		ns.mu.Lock()
+		leased = !ns.members[0].unleased
+		ns.mu.Unlock()
+	}
+	// A sweep elsewhere, which acts on a claim only after two sightings a
+	// SweepInterval apart, finds the lease held.
+	if won, err := reg.Replica().AcquireOwner(ctx, fn.Name, "default"); won || err != nil {
+		t.Fatalf("another replica took the lease of the namespace placed here: %v %v", won, err)
+	}
+}

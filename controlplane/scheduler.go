@@ -433,8 +433,10 @@ func (s *Scheduler) startMember(ctx context.Context, fn *Function, session strin
 		// if the lease is not free yet: whoever holds it held it for the
 		// namespace's previous primary and is letting go of it (the
 		// lease is released last), or ended less than a lock delay ago.
-		// retire asks for the lease again before it checkpoints.
-		s.takeOwner(ctx, fn.Name, session)
+		// Keep-alive asks for it until it has it (leaseAsync), well
+		// before another replica's sweep would take the namespace over,
+		// and retire asks again before it checkpoints.
+		m.unleased = !s.takeOwner(ctx, fn.Name, session)
 	}
 	wasm, err := s.opts.Modules.Module(ctx, fn.Digest)
 	if err != nil {
