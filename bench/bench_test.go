@@ -99,18 +99,18 @@ func TestOpenLoopKeepsItsRateAndBound(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	for _, quick := range []bool{true, false} {
 		c := DefaultConfig(quick)
-		if err := c.validate(); err != nil {
+		if err := c.Validate(); err != nil {
 			t.Errorf("default config (quick %v): %v", quick, err)
 		}
 	}
 	c := DefaultConfig(true)
 	c.ValueSize = 2 << 20
-	if err := c.validate(); !errors.Is(err, ErrInvalidConfig) {
+	if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("value size 2 MiB: %v; want ErrInvalidConfig", err)
 	}
 	c = DefaultConfig(true)
 	c.Workloads = []string{"nope"}
-	if err := c.validate(); !errors.Is(err, ErrInvalidConfig) {
+	if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("unknown workload: %v; want ErrInvalidConfig", err)
 	}
 }

@@ -86,7 +86,9 @@ func DefaultConfig(quick bool) Config {
 	return c
 }
 
-func (c *Config) validate() error {
+// Validate reports what is wrong with c, as an ErrInvalidConfig; Run
+// refuses such a config before it starts anything.
+func (c *Config) Validate() error {
 	switch {
 	case c.ValueSize < 8 || c.ValueSize > 1<<20:
 		return fmt.Errorf("%w: value size must be 8 B to 1 MiB", ErrInvalidConfig)

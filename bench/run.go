@@ -25,7 +25,7 @@ type runner struct {
 // Failures of single experiments are recorded in Results.Errors and the
 // run goes on; an invalid config or a cancelled ctx ends it.
 func Run(ctx context.Context, cfg Config, xfaas, redis System) (*Results, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Progress == nil {

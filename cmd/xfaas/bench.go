@@ -80,6 +80,9 @@ func runBench(ctx context.Context, env *cli, args []string) error {
 	if err := f.apply(&cfg, fs); err != nil {
 		return err
 	}
+	if err := cfg.Validate(); err != nil {
+		return err // before the platform and Redis start
+	}
 	cfg.Progress = env.stderr
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)

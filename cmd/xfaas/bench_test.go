@@ -125,3 +125,12 @@ func TestBenchRefusesArguments(t *testing.T) {
 		t.Fatalf("xfaas bench quick: %+v; want an error about the argument, before anything starts", r)
 	}
 }
+
+// A bad benchmark config is refused before the platform and Redis start.
+func TestBenchRefusesABadConfigFirst(t *testing.T) {
+	dir := t.TempDir()
+	r := runCLI(t, nil, "", "bench", "--value-size", "1", "--out", filepath.Join(dir, "out"), "--data", filepath.Join(dir, "data"))
+	if r.code == 0 || !strings.Contains(r.stderr, "value size must be 8 B to 1 MiB") || strings.Contains(r.stderr, "starting") {
+		t.Fatalf("xfaas bench --value-size 1: %+v; want the config error before anything starts", r)
+	}
+}
