@@ -3,6 +3,9 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,9 +46,11 @@ func coldSession(b *testing.B, env *Env, fn *Function, hit bool) {
 		}
 		i++
 		label := fmt.Sprintf("cold-%d-%d", time.Now().UnixNano(), i)
+		claims := env.claims(b, hit)
 		b.StartTimer()
 		r := fn.MustInvoke(b, label, "incr")
 		b.StopTimer()
+		env.checkClaims(b, hit, claims+1)
 		env.evict(b, fn, r.SessionID)
 		b.StartTimer()
 	}
@@ -62,6 +67,7 @@ func copySession(b *testing.B, env *Env, fn *Function, hit bool) {
 		}
 		i++
 		label := fmt.Sprintf("copy-%d-%d", time.Now().UnixNano(), i)
+		claims := env.claims(b, hit)
 		first := fn.MustInvoke(b, label, "1")
 		busy := make(chan error, 1)
 		go func() {
@@ -75,6 +81,7 @@ func copySession(b *testing.B, env *Env, fn *Function, hit bool) {
 		if r.Role != "secondary" {
 			b.Fatalf("served by %s (%s); want a new secondary", r.Container, r.Role)
 		}
+		env.checkClaims(b, hit, claims+2) // the primary and the secondary
 		if err := <-busy; err != nil {
 			b.Fatal(err)
 		}
@@ -89,6 +96,45 @@ func (e *Env) evict(b *testing.B, fn *Function, session string) {
 	defer cancel()
 	if _, err := e.API.Evict(ctx, fn.Name, session); err != nil {
 		b.Fatalf("evict %s: %v", session, err)
+	}
+}
+
+// claims reads the control plane's count of pool hits (hit) or misses
+// from its /metrics.
+func (e *Env) claims(b *testing.B, hit bool) int {
+	b.Helper()
+	label := "miss"
+	if hit {
+		label = "hit"
+	}
+	resp, err := http.Get(e.APIAddr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix := `xfaas_container_claims_total{pool="` + label + `"} `
+	for _, line := range strings.Split(string(text), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("metrics line %q: %v", line, err)
+			}
+			return int(n)
+		}
+	}
+	return 0 // none counted yet
+}
+
+// checkClaims fails the benchmark unless the control plane has counted
+// want pool hits (hit) or misses: an iteration timed what its name says.
+func (e *Env) checkClaims(b *testing.B, hit bool, want int) {
+	b.Helper()
+	if got := e.claims(b, hit); got != want {
+		b.Fatalf("%d claims counted as pool hit=%v; want %d: the iteration did not measure what it is named for", got, hit, want)
 	}
 }
 
