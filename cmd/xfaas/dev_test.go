@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -435,5 +436,35 @@ func TestDevAndControlPlaneRefuseArguments(t *testing.T) {
 		if want := args[0] + " takes no arguments; got 1"; r.code == 0 || !strings.Contains(r.stderr, want) {
 			t.Errorf("xfaas %s: %+v; want %q", strings.Join(args, " "), r, want)
 		}
+	}
+}
+
+// A second xfaas dev on the data directory of one that runs is refused
+// before it starts anything: two embedded NATS servers on one JetStream
+// store, or two local backends on one directory of sockets and
+// checkpoints, would corrupt each other. One on the address of a running
+// dev is refused before it touches its data directory.
+func TestDevRefusesASecondOnItsDataOrAddress(t *testing.T) {
+	d := startDev(t, "--nodes", "1", "--pool", "1")
+	before := countProxies(t, d.data)
+	env := []string{hint.KeystoreEnv + "=" + d.keystore}
+	r := runCLI(t, env, "", "dev", "--listen", "127.0.0.1:0", "--data", d.data, "--nodes", "1", "--pool", "1", "--log-level", "debug")
+	if r.code == 0 || !strings.Contains(r.stderr, "in use by another xfaas") {
+		t.Fatalf("a second dev on the same data: exit %d; want a refusal; stderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "xfaas.nats") || countProxies(t, d.data) != before {
+		t.Fatalf("the refused dev started NATS or containers first; stderr:\n%s", r.stderr)
+	}
+	if a := d.invoke(t, "counter", d.token(t, "counter", "alice"), "incr"); a.status != 200 {
+		t.Fatalf("the first dev after the refusal: %+v", a)
+	}
+
+	other := filepath.Join(t.TempDir(), "data")
+	r = runCLI(t, env, "", "dev", "--listen", strings.TrimPrefix(d.api, "http://"), "--data", other, "--nodes", "1", "--pool", "1")
+	if r.code == 0 || !strings.Contains(r.stderr, "address already in use") {
+		t.Fatalf("a second dev on the same address: exit %d; want a refusal; stderr:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(other, "nats")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dev refused for its address started NATS on its data first: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sys/unix"
 
 	"github.com/xfaas/xfaas/controlplane"
 	"github.com/xfaas/xfaas/controlplane/bus"
@@ -127,10 +128,13 @@ type platform struct {
 	reg     registry.Registry
 	srv     *controlplane.Server
 	ln      net.Listener
+	lock    *os.File // held on the data directory (lockData)
 }
 
 // startPlatform brings up NATS, placement, the registry and the control
-// plane, and listens on the API address. On error it undoes what it did.
+// plane, and listens on the API address. It takes the data directory's
+// lock and the API address first, so a second platform on either is
+// refused before it starts anything. On error it undoes what it did.
 func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_ *platform, err error) {
 	p := &platform{cfg: cfg, log: log}
 	defer func() {
@@ -140,6 +144,12 @@ func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_
 	}()
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, err
+	}
+	if p.lock, err = lockData(cfg.Data); err != nil {
+		return nil, err
+	}
+	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if p.natsURL, err = p.startNATS(); err != nil {
 		return nil, err
@@ -157,10 +167,26 @@ func startPlatform(ctx context.Context, cfg platformConfig, log hclog.Logger) (_
 		controlplane.Deps{NATS: p.nc, Backend: p.backend, Registry: p.reg, Logger: log}); err != nil {
 		return nil, err
 	}
-	if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
 	return p, nil
+}
+
+// lockData takes an exclusive lock on the data directory for the life of
+// the process (the kernel drops it when the process ends, however it
+// ends): the embedded NATS server's store, the containers' sockets and the
+// nodes' checkpoints there cannot be shared by two platforms.
+func lockData(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("the data directory %s is in use by another xfaas dev or control plane: stop that one, or give this one another --data", dir)
+		}
+		return nil, fmt.Errorf("lock the data directory %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // startRegistry opens the configured registry.
@@ -280,5 +306,11 @@ func (p *platform) close() {
 	}
 	if p.nats != nil {
 		p.nats.Shutdown()
+	}
+	if p.ln != nil {
+		p.ln.Close() // when serve never ran; closed already otherwise
+	}
+	if p.lock != nil {
+		p.lock.Close() // last: everything in the data directory has stopped
 	}
 }
